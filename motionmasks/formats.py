@@ -1,0 +1,169 @@
+"""Every on-disk format of the pipeline, read and written in one place.
+
+All writers are atomic: they write a temporary file beside the target and
+``os.replace`` it into place, so a killed run never leaves a half-written file
+that a re-run (or DVC) would trust.
+
+Formats
+-------
+tables (``.parquet`` or ``.csv``)
+    pandas DataFrames. Machine-read indexes are Parquet; reports meant for a
+    person (failures) are CSV.
+JSON (``.json``)
+    metrics and small records, pretty-printed with sorted keys.
+mask stacks (``.npz``)
+    ``masks``: uint8 array (T, H, W), one binary (0/1) mask per frame;
+    ``frames``: int64 array (T,), the frame index of each mask in its video.
+map shards (``.npz``)
+    per-shot soft maps in [0, 1] quantised to uint8 (value = round(255 * p)):
+    ``maps`` (T, h, w) uint8, ``frames`` (T,) int64 video frame indices,
+    plus optional float32 per-frame arrays (e.g. ``scale``) and string
+    metadata in ``meta`` (a JSON string). One shard per shot, never a file per
+    frame.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it onto ``path`` on success.
+
+    The temporary name keeps the suffix so libraries that choose a format by
+    extension (pandas, numpy, OpenCV) still work. On error the temporary file
+    is removed and the target is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary directory beside ``path``; swap it into place on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike) -> None:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        if path.suffix == ".parquet":
+            df.to_parquet(tmp, index=False)
+        elif path.suffix == ".csv":
+            df.to_csv(tmp, index=False)
+        else:
+            raise ValueError(f"{path}: tables are .parquet or .csv")
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    path = Path(path)
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    if path.suffix == ".csv":
+        return pd.read_csv(path, keep_default_na=False, dtype=str) if path.stat().st_size else pd.DataFrame()
+    raise ValueError(f"{path}: tables are .parquet or .csv")
+
+
+def write_json(obj: Any, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def write_masks(path: str | os.PathLike, masks: np.ndarray, frames: np.ndarray | None = None) -> None:
+    """Write a (T, H, W) stack of binary masks (any dtype; nonzero = foreground)."""
+    masks = np.asarray(masks)
+    if masks.ndim != 3:
+        raise ValueError(f"masks must be (T, H, W), got shape {masks.shape}")
+    if frames is None:
+        frames = np.arange(len(masks))
+    with atomic_path(path) as tmp:
+        np.savez_compressed(tmp, masks=(masks != 0).astype(np.uint8), frames=np.asarray(frames, np.int64))
+
+
+def read_masks(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Return (masks uint8 (T, H, W) in {0, 1}, frames int64 (T,))."""
+    with np.load(path) as npz:
+        return npz["masks"], npz["frames"]
+
+
+@dataclass
+class MapShard:
+    """Soft maps of one shot: ``maps`` float32 (T, h, w) in [0, 1]."""
+
+    maps: np.ndarray
+    frames: np.ndarray
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def quantise(maps: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(np.asarray(maps, np.float32) * 255.0), 0, 255).astype(np.uint8)
+
+
+def write_map_shard(path: str | os.PathLike, shard: MapShard) -> None:
+    if shard.maps.ndim != 3 or len(shard.maps) != len(shard.frames):
+        raise ValueError(f"maps {shard.maps.shape} and frames {np.shape(shard.frames)} do not match")
+    arrays = {f"extra_{k}": np.asarray(v) for k, v in shard.extras.items()}
+    with atomic_path(path) as tmp:
+        np.savez_compressed(
+            tmp,
+            maps=quantise(shard.maps),
+            frames=np.asarray(shard.frames, np.int64),
+            meta=np.array(json.dumps(shard.meta, sort_keys=True, default=_json_default)),
+            **arrays,
+        )
+
+
+def read_map_shard(path: str | os.PathLike) -> MapShard:
+    with np.load(path) as npz:
+        extras = {k[len("extra_"):]: npz[k] for k in npz.files if k.startswith("extra_")}
+        return MapShard(
+            maps=npz["maps"].astype(np.float32) / 255.0,
+            frames=npz["frames"],
+            extras=extras,
+            meta=json.loads(str(npz["meta"])),
+        )
