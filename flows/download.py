@@ -1,0 +1,84 @@
+"""Stage ``download``: fetch every video of the manifest (http(s), file://, a
+local path or a local folder of frames) into one folder, with bounded
+parallelism, per-item retries on transient errors, resume, a size cap,
+checksums and a decode probe (see ``motionmasks.download``).
+
+Writes the fetched table (id, path, frames, fps, width, height, duration_s,
+bytes, ...) and a failures report (item, reason). The stage fails only when
+more than ``download.max_failure_fraction`` of the items failed.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+from prefect import flow, get_run_logger
+
+from flows.fanout import make_task_runner, map_batches
+from flows.stage import check_failure_fraction, publish_failures, publish_metrics, stage_main
+from motionmasks.download import read_manifest
+from motionmasks.formats import write_table
+from motionmasks.params import DownloadParams, Params
+from tasks.download import download_batch
+
+
+def _crashed(item: dict, reason: str) -> dict:
+    return {"id": item["id"], "url": item["url"], "status": "failed", "reason": reason}
+
+
+@flow(name="download", log_prints=True)
+def download(
+    manifest: Path, out_dir: Path, fetched_path: Path, failures_path: Path, metrics_path: Path,
+    params: DownloadParams, batch_size: int = 4,
+) -> dict:
+    logger = get_run_logger()
+    start = time.perf_counter()
+    items = read_manifest(manifest).to_dict("records")
+    options = {k: getattr(params, k) for k in ("timeout_s", "retries", "backoff_s", "max_bytes")}
+    rows = map_batches(download_batch, items, batch_size, _crashed, out_dir=str(out_dir), options=options)
+    table = pd.DataFrame(rows)
+    ok = table[table["status"] == "ok"].drop(columns=["status", "reason"], errors="ignore")
+    failed = table[table["status"] != "ok"]
+    write_table(ok.reset_index(drop=True), fetched_path)
+    publish_failures("download", failed.rename(columns={"id": "item"}), failures_path)
+    for row in failed.itertuples():
+        logger.warning("download failed: %s", row.reason)
+    metrics = {
+        "items": len(table),
+        "fetched": len(ok),
+        "failed": len(failed),
+        "bytes": int(ok["bytes"].sum()) if len(ok) else 0,
+        "frames": int(ok["frames"].sum()) if len(ok) else 0,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    publish_metrics("download", metrics, metrics_path)
+    check_failure_fraction("download", len(failed), len(table), params.max_failure_fraction, failures_path)
+    return metrics
+
+
+def _run(args, params: Params) -> None:
+    runner = make_task_runner(params.runtime, "io", io_workers=params.download.parallel)
+    download.with_options(task_runner=runner)(
+        args.manifest, args.out, args.fetched, args.failures, args.metrics, params.download,
+        batch_size=params.runtime.batch_size,
+    )
+
+
+def main() -> None:
+    stage_main(
+        "Download the videos of a manifest.",
+        {
+            "manifest": "manifest CSV (id, url[, sha256])",
+            "out": "folder for the fetched videos",
+            "fetched": "table of fetched videos to write (.parquet)",
+            "failures": "failures report to write (.csv)",
+            "metrics": "metrics JSON to write",
+        },
+        _run,
+    )
+
+
+if __name__ == "__main__":
+    main()

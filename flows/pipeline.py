@@ -1,0 +1,171 @@
+"""The ``pipeline`` flow: run the DVC stages in dependency order, each through
+DVC (``dvc repro --single-item``), so a stage whose inputs, code and params did
+not change is skipped and the run says so. Each stage's outcome, duration,
+reasons and metrics become a Prefect task run and artifacts.
+
+One Prefect API serves the whole run: ``use_prefect_server`` reuses
+``PREFECT_API_URL`` or a dashboard already listening locally, or starts one
+temporary server and exports its address, so every stage process (started by
+DVC) reports to it instead of starting its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+DASHBOARD_API = "http://127.0.0.1:4200/api"
+
+
+class PipelineFailed(RuntimeError):
+    pass
+
+
+def _api_healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url.rstrip('/')}/health", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@contextlib.contextmanager
+def use_prefect_server() -> Iterator[str]:
+    """Yield the API URL that this run and all its stage processes report to."""
+    url = os.environ.get("PREFECT_API_URL")
+    if not url and _api_healthy(DASHBOARD_API):
+        url = DASHBOARD_API  # `motionmasks dashboard` is running: show this run there
+    if url:
+        os.environ["PREFECT_API_URL"] = url
+        yield url
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    server = SubprocessASGIServer()  # the default instance, so Prefect itself reuses it
+    server.start()
+    os.environ["PREFECT_API_URL"] = server.api_url
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+            yield server.api_url
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
+        server.stop()
+
+
+def _describe_changes(entries: list[Any]) -> list[str]:
+    reasons = []
+    for entry in entries:
+        if isinstance(entry, str):
+            reasons.append(entry)
+            continue
+        for kind, changes in entry.items():
+            if isinstance(changes, dict):
+                reasons.extend(f"{kind}: {path} {what}" for path, what in changes.items())
+            else:
+                reasons.append(f"{kind}: {changes}")
+    return reasons
+
+
+def stage_plan(root: Path, targets: list[str] | None = None) -> list[dict[str, Any]]:
+    """Stages in dependency order with why each would run now.
+
+    Each entry: name, reasons (empty = up to date), upstream (names), metrics
+    (paths). ``targets`` restricts the plan to those stages and their upstream.
+    """
+    from dvc.repo import Repo
+    from dvc.repo.graph import get_active_graph
+    from dvc.repo.reproduce import plan_repro
+
+    with Repo(str(root)) as repo:
+        graph = get_active_graph(repo.index.graph)
+        stages = [s for s in repo.index.stages if targets is None or s.addressing in targets]
+        if targets:
+            unknown = set(targets) - {s.addressing for s in stages}
+            if unknown:
+                known = ", ".join(s.addressing for s in repo.index.stages)
+                raise PipelineFailed(f"unknown stage(s) {', '.join(sorted(unknown))}; stages are: {known}")
+        plan = []
+        for stage in plan_repro(graph, stages):
+            status = repo.status(targets=[stage.addressing])
+            plan.append({
+                "name": stage.addressing,
+                "reasons": _describe_changes(status.get(stage.addressing, [])),
+                "upstream": [s.addressing for s in graph.successors(stage)],
+                "metrics": [str(Path(out.fs_path).relative_to(root.resolve())) for out in stage.outs if out.metric],
+            })
+        return plan
+
+
+def read_metrics(root: Path, paths: list[str]) -> dict[str, Any]:
+    metrics = {}
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+            metrics.update(json.loads((root / path).read_text()))
+    return metrics
+
+
+@task(task_run_name="stage-{name}")
+def run_stage(root: Path, name: str, reasons: list[str], force: bool, metric_paths: list[str]) -> dict[str, Any]:
+    """Reproduce one stage through DVC; return its outcome row."""
+    from dvc.repo import Repo
+
+    logger = get_run_logger()
+    start = time.perf_counter()
+    if reasons or force:
+        logger.info("stage %s runs: %s", name, "; ".join(reasons) or "forced")
+    try:
+        with Repo(str(root)) as repo:
+            ran = repo.reproduce(name, single_item=True, force=force)
+        outcome = "ran" if ran else "skipped (up to date)"
+    except Exception as exc:
+        logger.error("stage %s failed: %s (%s)", name, exc, exc.__cause__ or "see the stage's log above")
+        return {"stage": name, "outcome": "failed", "seconds": round(time.perf_counter() - start, 2),
+                "why": str(exc.__cause__ or exc), "metrics": {}}
+    metrics = read_metrics(root, metric_paths)
+    logger.info("stage %s: %s in %.1f s", name, outcome, time.perf_counter() - start)
+    if metrics:
+        create_table_artifact(
+            [{"metric": k, "value": v} for k, v in sorted(metrics.items()) if not isinstance(v, (dict, list))],
+            key=f"pipeline-{name}-metrics".replace("_", "-"),
+            description=f"Metrics of stage `{name}` after this pipeline run",
+        )
+    return {"stage": name, "outcome": outcome, "seconds": round(time.perf_counter() - start, 2),
+            "why": "; ".join(reasons) if outcome == "ran" else "", "metrics": metrics}
+
+
+@flow(name="pipeline", log_prints=True)
+def pipeline(root: Path, targets: list[str] | None = None, force: bool = False) -> list[dict[str, Any]]:
+    logger = get_run_logger()
+    # DVC runs each stage's `python -m flows.<stage>`: make that the same Python.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    results: list[dict[str, Any]] = []
+    failed: set[str] = set()
+    for step in stage_plan(root, targets):
+        blocked = [u for u in step["upstream"] if u in failed]
+        if blocked:
+            failed.add(step["name"])
+            results.append({"stage": step["name"], "outcome": "not run (upstream failed)", "seconds": 0.0,
+                            "why": ", ".join(blocked), "metrics": {}})
+            continue
+        result = run_stage(root, step["name"], step["reasons"], force, step["metrics"])
+        if result["outcome"] == "failed":
+            failed.add(step["name"])
+        results.append(result)
+    rows = [{k: v for k, v in r.items() if k != "metrics"} for r in results]
+    create_table_artifact(rows, key="pipeline-stages", description="Outcome and duration of each stage")
+    lines = "\n".join(f"| {r['stage']} | {r['outcome']} | {r['seconds']} | {r['why']} |" for r in rows)
+    create_markdown_artifact(f"| stage | outcome | seconds | why |\n|---|---|---|---|\n{lines}", key="pipeline-summary")
+    for r in rows:
+        logger.info("%-10s %-28s %8.1f s  %s", r["stage"], r["outcome"], r["seconds"], r["why"])
+    if failed:
+        raise PipelineFailed(f"stage(s) failed: {', '.join(sorted(failed))}; see their logs above")
+    return results

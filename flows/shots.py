@@ -1,0 +1,84 @@
+"""Stage ``shots``: split every fetched video into shots (appearance-based,
+unsupervised cut detection; see ``motionmasks.shots``).
+
+Writes the shot table (video, shot, first, last, fps, step, frames, status)
+with the reference rules for too-short (listed, status ``too_short``) and
+too-long (subsampled with ``step``) shots, and a failures report.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+from prefect import flow, get_run_logger
+
+from flows.fanout import make_task_runner, map_batches
+from flows.stage import check_failure_fraction, publish_failures, publish_metrics, stage_main
+from motionmasks.formats import read_table, write_table
+from motionmasks.params import Params, ShotsParams
+from tasks.shots import split_batch
+
+SHOT_COLUMNS = ["video", "shot", "first", "last", "fps", "step", "frames", "status"]
+
+
+def _crashed(item: dict, reason: str) -> dict:
+    return {"video": item["video"], "status": "failed", "reason": reason, "shots": [], "seconds": 0.0}
+
+
+@flow(name="shots", log_prints=True)
+def shots(fetched_path: Path, out_path: Path, failures_path: Path, metrics_path: Path,
+          params: ShotsParams, batch_size: int = 4) -> dict:
+    logger = get_run_logger()
+    start = time.perf_counter()
+    fetched = read_table(fetched_path)
+    items = [{"video": r.id, "path": r.path} for r in fetched.itertuples()]
+    results = map_batches(split_batch, items, batch_size, _crashed, options=params.model_dump(exclude={"max_failure_fraction"}))
+    table = pd.DataFrame(
+        [{"video": r["video"], **shot} for r in results for shot in r["shots"]], columns=SHOT_COLUMNS
+    )
+    write_table(table, out_path)
+    failed = pd.DataFrame([{"item": r["video"], "reason": r["reason"]} for r in results if r["status"] != "ok"])
+    publish_failures("shots", failed, failures_path)
+    for row in failed.itertuples():
+        logger.warning("shots failed: %s", row.reason)
+    analysed = sum(int(fetched.loc[fetched["id"] == r["video"], "frames"].iloc[0]) for r in results if r["status"] == "ok")
+    busy = sum(r["seconds"] for r in results)
+    metrics = {
+        "videos": len(items),
+        "failed": len(failed),
+        "shots": len(table),
+        "shots_usable": int((table["status"] == "ok").sum()),
+        "shots_too_short": int((table["status"] == "too_short").sum()),
+        "frames": analysed,
+        "frames_per_second_per_worker": round(analysed / busy, 1) if busy else 0.0,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    publish_metrics("shots", metrics, metrics_path)
+    check_failure_fraction("shots", len(failed), len(items), params.max_failure_fraction, failures_path)
+    return metrics
+
+
+def _run(args, params: Params) -> None:
+    shots.with_options(task_runner=make_task_runner(params.runtime, "cpu"))(
+        args.fetched, args.out, args.failures, args.metrics, params.shots,
+        batch_size=params.runtime.batch_size,
+    )
+
+
+def main() -> None:
+    stage_main(
+        "Split fetched videos into shots.",
+        {
+            "fetched": "table of fetched videos (.parquet, from the download stage)",
+            "out": "shot table to write (.parquet)",
+            "failures": "failures report to write (.csv)",
+            "metrics": "metrics JSON to write",
+        },
+        _run,
+    )
+
+
+if __name__ == "__main__":
+    main()

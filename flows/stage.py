@@ -1,0 +1,78 @@
+"""What every stage flow shares: its command line (paths come from dvc.yaml,
+values from params.yaml), its metrics file and Prefect artifact, and its
+failures report."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from motionmasks.formats import write_json, write_table
+from motionmasks.params import Params, ParamsError, load_params
+
+FAILURE_COLUMNS = ["item", "reason"]
+
+
+class StageFailed(RuntimeError):
+    """The stage as a whole failed (too many items failed, or nothing to do)."""
+
+
+def artifact_key(stage: str, what: str) -> str:
+    # Prefect keys allow lowercase letters, digits and dashes only.
+    return f"{stage}-{what}".lower().replace("_", "-")
+
+
+def publish_metrics(stage: str, metrics: dict[str, Any], path: Path) -> None:
+    write_json(metrics, path)
+    rows = [{"metric": k, "value": v} for k, v in sorted(metrics.items()) if not isinstance(v, (dict, list))]
+    create_table_artifact(rows, key=artifact_key(stage, "metrics"), description=f"Metrics of stage `{stage}`")
+
+
+def publish_failures(stage: str, failures: pd.DataFrame, path: Path) -> None:
+    """Write the failures report (CSV, one row per failed item) and show it in Prefect."""
+    failures = failures.reindex(columns=FAILURE_COLUMNS) if not failures.empty else pd.DataFrame(columns=FAILURE_COLUMNS)
+    write_table(failures, path)
+    if not failures.empty:
+        lines = "\n".join(f"| {r.item} | {str(r.reason).replace('|', '/')} |" for r in failures.head(200).itertuples())
+        create_markdown_artifact(
+            f"# {len(failures)} item(s) failed in `{stage}`\n\nFull list: `{path}`\n\n| item | reason |\n|---|---|\n{lines}",
+            key=artifact_key(stage, "failures"),
+        )
+
+
+def check_failure_fraction(stage: str, failed: int, total: int, limit: float, report: Path) -> None:
+    if total == 0:
+        raise StageFailed(f"{stage}: no items to process; check the stage's input")
+    if failed / total > limit:
+        raise StageFailed(
+            f"{stage}: {failed} of {total} items failed (more than the allowed fraction {limit}); "
+            f"see {report} for each item's reason"
+        )
+
+
+def stage_main(description: str, paths: dict[str, str], run: Callable[[argparse.Namespace, Params], Any]) -> None:
+    """Parse ``--params`` plus the stage's path arguments and run the stage.
+
+    ``paths`` maps argument name -> help. A bad params.yaml or a failed stage
+    prints one clear message and exits non-zero (DVC then keeps no outputs).
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--params", default="params.yaml", help="the parameters file (default: params.yaml)")
+    for name, help_text in paths.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, required=True, type=Path, help=help_text)
+    args = parser.parse_args()
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    logging.getLogger("prefect").setLevel(os.environ.get("MOTIONMASKS_LOG_LEVEL", "INFO"))
+    try:
+        params = load_params(args.params)
+        run(args, params)
+    except (ParamsError, StageFailed) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

