@@ -3,6 +3,8 @@
     motionmasks run [STAGE ...] [--force]   run the pipeline (only what changed re-runs)
     motionmasks status                      which stages are up to date, which would re-run and why
     motionmasks dashboard                   a persistent local Prefect server + UI with every run
+    motionmasks segment INPUT... --out DIR  label-free soft masks (8-bit PNG per frame) for videos or frame folders
+    motionmasks score --pred DIR --gt DIR   DAVIS J / precision / recall of mask folders
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
 
 DASHBOARD_HINT = "http://127.0.0.1:4200"
 
@@ -83,6 +87,77 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return subprocess.call([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", "4200"])
 
 
+def _segmenter_options(params_path: Path) -> tuple[int, dict, dict]:
+    """The pipeline's own motion/consensus settings: params.yaml if there, else the defaults."""
+    from motionmasks.params import Params, load_params
+
+    params = load_params(params_path) if params_path.is_file() else Params()
+    motion = params.motion.model_dump(exclude={"max_side", "max_failure_fraction"})
+    consensus = params.consensus.model_dump(exclude={"max_failure_fraction"})
+    return params.motion.max_side, motion, consensus
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    import cv2
+    from tqdm import tqdm
+
+    from motionmasks.formats import atomic_dir
+    from motionmasks.params import ParamsError
+    from motionmasks.segment import segment_video
+    from motionmasks.video import VideoError, frame_files, probe
+
+    try:
+        max_side, motion, consensus = _segmenter_options(args.params)
+    except ParamsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    failed = 0
+    for source in args.inputs:
+        name = source.name if source.is_dir() else source.stem
+        try:
+            info = probe(source, exact=False)
+            stems = [p.stem for p in frame_files(source)] if source.is_dir() else None
+            with atomic_dir(args.out / name) as tmp, tqdm(total=info.frames, desc=name, unit="frame",
+                                                           disable=args.quiet) as bar:
+                for index, soft in segment_video(source, max_side=max_side, motion=motion, consensus=consensus):
+                    stem = stems[index] if stems else f"{index:05d}"
+                    cv2.imwrite(str(tmp / f"{stem}.png"), np.clip(np.rint(soft * 255), 0, 255).astype(np.uint8))
+                    bar.update(1)
+            print(f"{source}: masks in {args.out / name}")
+        except (VideoError, OSError, ValueError) as exc:
+            failed += 1
+            print(f"error: {source}: {exc}; nothing written for it", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from motionmasks.evaluate import ScoreError, score_folders
+    from motionmasks.formats import write_json
+
+    thresholds = args.threshold or [0.4, 0.5, 0.7]
+    try:
+        results = {str(t): score_folders(args.pred, args.gt, threshold=t) for t in thresholds}
+    except ScoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    sequences = sorted(next(iter(results.values()))["sequences"])
+    header = "sequence".ljust(24) + "".join(f"J@{t}".rjust(9) for t in thresholds) + "  precision  recall"
+    print(header)
+    main_t = str(thresholds[len(thresholds) // 2]) if len(thresholds) > 1 else str(thresholds[0])
+    for seq in sequences + ["mean"]:
+        if seq == "mean":
+            js = [results[str(t)]["mean_J"] for t in thresholds]
+            p, r = results[main_t]["mean_precision"], results[main_t]["mean_recall"]
+        else:
+            js = [results[str(t)]["sequences"][seq]["J"] for t in thresholds]
+            p, r = (results[main_t]["sequences"][seq][k] for k in ("precision", "recall"))
+        print(seq.ljust(24) + "".join(f"{j:9.3f}" for j in js) + f"  {p:9.3f}  {r:6.3f}")
+    out = args.json or args.pred / "scores.json"
+    write_json({"thresholds": results, "precision_recall_threshold": float(main_t)}, out)
+    print(f"written: {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="motionmasks",
@@ -101,6 +176,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     dashboard = sub.add_parser("dashboard", help=f"start a persistent local Prefect server and UI at {DASHBOARD_HINT}")
     dashboard.set_defaults(func=cmd_dashboard)
+
+    segment = sub.add_parser("segment", help="write label-free soft foreground masks (8-bit PNG per frame)",
+                             description="Segment the moving object of each INPUT (a video file or a folder of frames) "
+                             "with the pipeline's motion + consensus code and params.yaml settings. Writes one 8-bit PNG "
+                             "(0-255, the frame's size) per frame under OUT/<input name>/, named like the frame for "
+                             "frame folders and NNNNN.png for videos.")
+    segment.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    segment.add_argument("--out", type=Path, required=True, help="output folder")
+    segment.add_argument("--params", type=Path, default=Path("params.yaml"),
+                         help="settings file (default: params.yaml if present, else built-in defaults)")
+    segment.add_argument("--quiet", action="store_true", help="no progress bar")
+    segment.set_defaults(func=cmd_segment)
+
+    score = sub.add_parser("score", help="score DAVIS-layout mask folders (J, precision, recall)",
+                           description="Per-sequence J (mean IoU; 1 when both masks are empty), precision and recall of "
+                           "PRED against GT (both <seq>/<frame>.png; GT 0/255, PRED 0-255 soft or binary), and the mean "
+                           "of per-sequence J. Prints a table and writes JSON.")
+    score.add_argument("--pred", type=Path, required=True, help="predicted masks: <seq>/<frame>.png")
+    score.add_argument("--gt", type=Path, required=True, help="ground truth masks: <seq>/<frame>.png")
+    score.add_argument("--threshold", type=float, action="append",
+                       help="binarisation threshold (repeatable; default: 0.4, 0.5 and 0.7)")
+    score.add_argument("--json", type=Path, help="where to write the scores (default: PRED/scores.json)")
+    score.set_defaults(func=cmd_score)
     return parser
 
 

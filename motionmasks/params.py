@@ -66,6 +66,40 @@ class ShotsParams(_Group):
     max_failure_fraction: float = Field(0.5, ge=0, le=1)  # more failed videos than this fail the stage
 
 
+class MotionParams(_Group):
+    """Optical flow and motion saliency; keys after max_side are motion_saliency's arguments."""
+
+    max_side: int = Field(320, ge=16, le=4096)  # working size shots are decoded at (longer side, px)
+    neighbours: int = Field(3, ge=1, le=15)  # ref flowF: flow to frames i±1..i±k
+    method: Literal["dis", "farneback"] = "dis"
+    preset: Literal["ultrafast", "fast", "medium"] = "medium"  # DIS preset
+    flow_max_side: int = Field(256, ge=16, le=4096)  # flow is computed at this size
+    model: Literal["homography", "affine", "translation"] = "homography"  # camera-motion model
+    ransac_threshold: float = Field(1.0, gt=0)  # px at flow size
+    min_inlier_fraction: float = Field(0.5, ge=0, le=1)  # fewer inliers: the pair is unexplained and dropped
+    border: float = Field(0.125, ge=0, lt=0.5)  # ref: band of 12.5% of min(h, w) zeroed
+    box: int = Field(5, ge=1)  # ref: 5x5 box filter
+    percentile: float = Field(99.0, gt=0, le=100)  # shot-wide normalisation scale
+    min_scale: float = Field(1.0, gt=0)  # px; residuals below this never reach 1
+    combine: Literal["mean", "median", "min"] = "mean"
+    per_frame: bool = True
+    max_failure_fraction: float = Field(0.5, ge=0, le=1)
+
+
+class EvaluateParams(_Group):
+    thresholds: list[float] = [0.4, 0.5, 0.7]  # 0.4 / 0.7: the paper's trimap thresholds
+    threshold: float = Field(0.5, ge=0, le=1)  # the one precision, recall and the gallery use
+    davis_annotations: Optional[str] = None  # DAVIS-layout <seq>/NNNNN.png folder for videos named after sequences
+    gallery_videos: int = Field(6, ge=0, le=100)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _unit(cls, value: list[float]) -> list[float]:
+        if not value or any(not 0 <= t <= 1 for t in value):
+            raise ValueError(f"must be a non-empty list of values in [0, 1], got {value}")
+        return value
+
+
 class RuntimeParams(_Group):
     """Where per-item work runs. Changes no result, so no stage lists it."""
 
@@ -78,6 +112,8 @@ class Params(_Group):
     corpus: CorpusParams = CorpusParams()
     download: DownloadParams = DownloadParams()
     shots: ShotsParams = ShotsParams()
+    motion: MotionParams = MotionParams()
+    evaluate: EvaluateParams = EvaluateParams()
     runtime: RuntimeParams = RuntimeParams()
 
 

@@ -49,3 +49,13 @@ def test_resize_max_side_keeps_aspect_and_never_enlarges():
     frame = np.zeros((100, 200, 3), np.uint8)
     assert resize_max_side(frame, 50).shape == (25, 50, 3)
     assert resize_max_side(frame, 400).shape == (100, 200, 3)
+
+
+def test_read_clip_decodes_one_shot_at_working_size(tmp_path):
+    from motionmasks.video import read_clip
+
+    write_video(tmp_path / "v.mp4", _frames(9, 32, 48), fps=10)
+    frames, indices = read_clip(tmp_path / "v.mp4", 2, 8, step=3, max_side=24)
+    assert frames.shape == (3, 16, 24, 3) and indices.tolist() == [2, 5, 8]
+    with pytest.raises(VideoError, match=r"expected 5 frames in 5..9 \(step 1\), decoded 4"):
+        read_clip(tmp_path / "v.mp4", 5, 9)

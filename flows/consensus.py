@@ -1,0 +1,81 @@
+"""Stage ``consensus``: superpixels, descriptors and non-local consensus
+voting turn each shot's motion saliency into soft foreground maps (uNLC; see
+``motionmasks.consensus``).
+
+Writes one map shard per video (same layout as the motion stage's), an index
+table (one row per video) and a failures report.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+from prefect import flow, get_run_logger
+
+from flows.fanout import make_task_runner, map_batches
+from flows.stage import check_failure_fraction, publish_failures, publish_metrics, stage_main
+from motionmasks.formats import atomic_dir, read_table, write_table
+from motionmasks.params import ConsensusParams, Params
+from tasks.consensus import voting_batch
+
+
+def _crashed(item: dict, reason: str) -> dict:
+    return {"video": item["video"], "status": "failed", "reason": reason, "path": "", "frames": 0, "seconds": 0.0}
+
+
+@flow(name="consensus", log_prints=True)
+def consensus(motion_index_path: Path, out_dir: Path, index_path: Path, failures_path: Path, metrics_path: Path,
+              params: ConsensusParams, batch_size: int = 4) -> dict:
+    logger = get_run_logger()
+    start = time.perf_counter()
+    motion_index = read_table(motion_index_path)
+    items = [{"video": v, "motion": p} for v, p in motion_index[["video", "path"]].drop_duplicates().itertuples(index=False)]
+    options = params.model_dump(exclude={"max_failure_fraction"})
+    with atomic_dir(out_dir) as tmp:
+        rows = map_batches(voting_batch, items, batch_size, _crashed, out_dir=str(tmp), options=options)
+    table = pd.DataFrame(rows)
+    ok = table[table["status"] == "ok"].copy()
+    ok["path"] = [str(out_dir / Path(p).name) for p in ok["path"]]
+    write_table(ok.drop(columns=["status", "reason"]).reset_index(drop=True), index_path)
+    failed = table[table["status"] != "ok"].rename(columns={"video": "item"})
+    publish_failures("consensus", failed, failures_path)
+    for row in failed.itertuples():
+        logger.warning("consensus failed: %s", row.reason)
+    frames, busy = int(ok["frames"].sum()), float(table["seconds"].sum())
+    metrics = {
+        "videos": len(items),
+        "failed": len(failed),
+        "frames": frames,
+        "frames_per_second_per_worker": round(frames / busy, 1) if busy else 0.0,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    publish_metrics("consensus", metrics, metrics_path)
+    check_failure_fraction("consensus", len(failed), max(len(items), 1), params.max_failure_fraction, failures_path)
+    return metrics
+
+
+def _run(args, params: Params) -> None:
+    consensus.with_options(task_runner=make_task_runner(params.runtime, "cpu"))(
+        args.motion_index, args.out, args.index, args.failures, args.metrics, params.consensus,
+        batch_size=params.runtime.batch_size,
+    )
+
+
+def main() -> None:
+    stage_main(
+        "Consensus voting: soft foreground maps from motion saliency.",
+        {
+            "motion_index": "motion stage index (.parquet)",
+            "out": "folder for the per-video soft-map shards",
+            "index": "index table to write (.parquet, one row per video)",
+            "failures": "failures report to write (.csv)",
+            "metrics": "metrics JSON to write",
+        },
+        _run,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""Stage ``evaluate``: score the pipeline's soft masks against whatever ground
+truth the corpus has, and the shot split against the known cuts.
+
+Ground truth, by video id:
+- the synthetic corpus: ``<truth>/synthetic/<id>.masks.npz`` (always there);
+- a DAVIS-layout folder named by ``evaluate.davis_annotations``
+  (``<folder>/<id>/NNNNN.png``, 0/255) for videos whose id is a sequence name
+  (e.g. DAVIS frame folders listed in your manifest).
+
+Writes DVC metrics (mean J at each threshold, precision, recall, the motion
+saliency's own J for comparison, cut precision/recall), a per-video table for
+DVC plots, and a gallery PNG (frame | soft map | ground truth).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+
+from flows.stage import publish_metrics, stage_main
+from motionmasks.download import safe_name
+from motionmasks.evaluate import frame_scores, overlay_gallery
+from motionmasks.formats import read_map_shard, read_masks, read_table, write_table
+from motionmasks.params import EvaluateParams, Params
+from motionmasks.video import frame_files, read_frames
+
+
+def load_truth(video: str, truth_dir: Path, davis: Path | None) -> dict[int, np.ndarray] | None:
+    """Ground-truth masks of ``video`` by frame index, or None when it has none."""
+    synthetic = truth_dir / "synthetic" / f"{safe_name(video)}.masks.npz"
+    if synthetic.is_file():
+        masks, frames = read_masks(synthetic)
+        return {int(f): m.astype(bool) for f, m in zip(frames, masks)}
+    if davis is not None and (davis / video).is_dir():
+        files = frame_files(davis / video)
+        return {i: cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) > 0 for i, p in enumerate(files)}
+    return None
+
+
+def cut_scores(found: pd.DataFrame, truth: pd.DataFrame, tolerance: int = 1) -> dict[str, float]:
+    """Cut precision/recall within ±tolerance frames over the videos with known cuts."""
+    hits = n_found = n_true = 0
+    for video, expected in truth.groupby("video"):
+        true_cuts = sorted(expected["first"])[1:]
+        got = sorted(found.loc[found["video"] == video, "first"])[1:]
+        n_true, n_found = n_true + len(true_cuts), n_found + len(got)
+        unmatched = list(true_cuts)
+        for cut in got:
+            match = next((t for t in unmatched if abs(t - cut) <= tolerance), None)
+            if match is not None:
+                unmatched.remove(match)
+                hits += 1
+    return {"cut_precision": hits / n_found if n_found else 1.0, "cut_recall": hits / n_true if n_true else 1.0}
+
+
+@flow(name="evaluate", log_prints=True)
+def evaluate(consensus_index_path: Path, motion_index_path: Path, shots_path: Path, truth_dir: Path,
+             per_video_path: Path, gallery_path: Path, metrics_path: Path, params: EvaluateParams) -> dict:
+    logger = get_run_logger()
+    davis = Path(params.davis_annotations) if params.davis_annotations else None
+    motion_paths = dict(read_table(motion_index_path)[["video", "path"]].drop_duplicates().itertuples(index=False))
+    rows, gallery = [], []
+    for video, path in read_table(consensus_index_path)[["video", "path"]].itertuples(index=False):
+        truth = load_truth(video, truth_dir, davis)
+        if truth is None:
+            continue
+        shard, motion = read_map_shard(path), read_map_shard(motion_paths[video])
+        missing = [int(f) for f in shard.frames if int(f) not in truth]
+        if missing:
+            logger.warning("evaluate: %s has no ground truth for frames %s; scoring the others", video, missing[:10])
+        row = {"video": video, "frames": 0}
+        scores = {t: [] for t in params.thresholds}
+        saliency_scores = []
+        for k, frame in enumerate(shard.frames):
+            gt = truth.get(int(frame))
+            if gt is None:
+                continue
+            size = (gt.shape[1], gt.shape[0])
+            soft = cv2.resize(shard.maps[k], size, interpolation=cv2.INTER_LINEAR)
+            for t in params.thresholds:
+                scores[t].append(frame_scores(soft >= t, gt))
+            saliency = cv2.resize(motion.maps[k], size, interpolation=cv2.INTER_LINEAR)
+            saliency_scores.append(frame_scores(saliency >= params.threshold, gt)[0])
+            row["frames"] += 1
+        if not row["frames"]:
+            continue
+        for t in params.thresholds:
+            iou, precision, recall = np.mean(scores[t], axis=0)
+            row[f"J@{t}"], row[f"precision@{t}"], row[f"recall@{t}"] = float(iou), float(precision), float(recall)
+        row["saliency_J"] = float(np.mean(saliency_scores))
+        rows.append(row)
+        if len(gallery) < params.gallery_videos:
+            k = len(shard.frames) // 2
+            frame = next(read_frames(shard.meta["source"], start=int(shard.frames[k]), stop=int(shard.frames[k]) + 1))[1]
+            gallery.append((f"{video} #{int(shard.frames[k])} J={row[f'J@{params.threshold}']:.2f}",
+                            frame, shard.maps[k], truth.get(int(shard.frames[k]))))
+    table = pd.DataFrame(rows)
+    write_table(table, per_video_path)
+    if gallery:
+        overlay_gallery(gallery, gallery_path)
+    metrics: dict = {"videos_scored": len(table), "frames_scored": int(table["frames"].sum()) if len(table) else 0}
+    if len(table):
+        for t in params.thresholds:
+            metrics[f"mean_J@{t}"] = round(float(table[f"J@{t}"].mean()), 4)
+        metrics["mean_precision"] = round(float(table[f"precision@{params.threshold}"].mean()), 4)
+        metrics["mean_recall"] = round(float(table[f"recall@{params.threshold}"].mean()), 4)
+        metrics["mean_saliency_J"] = round(float(table["saliency_J"].mean()), 4)
+    truth_shots = truth_dir / "truth_shots.parquet"
+    if truth_shots.is_file():
+        truth = read_table(truth_shots)
+        found = read_table(shots_path)
+        metrics.update({k: round(v, 4) for k, v in cut_scores(found[found["video"].isin(truth["video"])], truth).items()})
+    publish_metrics("evaluate", metrics, metrics_path)
+    if len(table):
+        shown = table.round(3).astype(str)
+        lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
+        lines += ["| " + " | ".join(r) + " |" for r in shown.itertuples(index=False)]
+        create_markdown_artifact("\n".join(lines), key="evaluate-per-video")
+    logger.info("evaluate: %s", metrics)
+    return metrics
+
+
+def _run(args, params: Params) -> None:
+    evaluate(args.consensus_index, args.motion_index, args.shots, args.truth, args.per_video, args.gallery,
+             args.metrics, params.evaluate)
+
+
+def main() -> None:
+    stage_main(
+        "Score the soft masks and the shot split against the corpus's ground truth.",
+        {
+            "consensus_index": "consensus stage index (.parquet)",
+            "motion_index": "motion stage index (.parquet)",
+            "shots": "shot table (.parquet)",
+            "truth": "corpus folder with synthetic/<id>.masks.npz and truth_shots.parquet",
+            "per_video": "per-video scores to write (.csv, DVC plot)",
+            "gallery": "gallery PNG to write",
+            "metrics": "metrics JSON to write",
+        },
+        _run,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""The real thing: `motionmasks run` and `dvc repro` on a copy of this project
+with a tiny corpus, reporting to a real Prefect server."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from motionmasks.formats import read_json, read_table
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.e2e
+
+TINY = {
+    "corpus": {"synthetic_videos": 2, "shots_per_video": [2, 2], "shot_frames": [14, 20],
+               "sample_clips": ["carphone_pristine"]},
+    "runtime": {"workers": 2, "batch_size": 1},
+}
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    return env
+
+
+def _sh(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, f"{cmd} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, prefect_api):
+    """A copy of the project (code, dvc.yaml, params.yaml) in a fresh git + DVC repo."""
+    root = tmp_path_factory.mktemp("project")
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy(ROOT / name, root / name)
+    for name in ("flows", "tasks", "motionmasks"):
+        shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for group, values in TINY.items():
+        params[group].update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _sh(["git", "init", "-q"], root)
+    _sh([sys.executable, "-m", "dvc", "init", "-q"], root)
+    _sh([sys.executable, "-m", "motionmasks.cli", "run"], root)
+    return root
+
+
+def _reproduce(root: Path) -> list[str]:
+    from dvc.repo import Repo
+
+    cwd = os.getcwd()
+    os.chdir(root)
+    old_path = os.environ["PATH"]
+    os.environ["PATH"] = _env()["PATH"]
+    try:
+        with Repo(str(root)) as repo:
+            return [stage.addressing for stage in repo.reproduce()]
+    finally:
+        os.environ["PATH"] = old_path
+        os.chdir(cwd)
+
+
+def test_run_produces_corpus_downloads_and_shot_table(project):
+    fetched = read_table(project / "data/download/fetched.parquet")
+    assert sorted(fetched["id"]) == ["sample-carphone_pristine", "synth-000", "synth-001"]
+    shots = read_table(project / "data/shots/shots.parquet")
+    truth = read_table(project / "data/corpus/truth_shots.parquet")
+    for video, expected in truth.groupby("video"):
+        found = shots[shots["video"] == video]
+        assert len(found) == len(expected), f"{video}: found {found[['first', 'last']].values.tolist()}"
+    assert read_json(project / "metrics/download.json")["failed"] == 0
+    assert read_json(project / "metrics/shots.json")["shots"] == len(shots)
+
+
+def test_second_repro_runs_nothing(project):
+    assert _reproduce(project) == []
+    status = _sh([sys.executable, "-m", "motionmasks.cli", "status"], project).stdout
+    assert "would re-run" not in status and "up to date" in status
+
+
+def test_changing_a_shots_param_reruns_shots_and_downstream_only(project):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["shots"]["min_shot"] = 15
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = _sh([sys.executable, "-m", "motionmasks.cli", "status"], project).stdout
+    assert "shots       would re-run" in status and "changed params" in status
+    ran = _reproduce(project)
+    assert ran[0] == "shots"
+    assert not {"corpus", "download"} & set(ran)
+    assert _reproduce(project) == []
+
+
+def test_wrong_param_fails_before_any_stage(project, tmp_path):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["shots"]["max_sidee"] = 3
+    bad = project / "params.yaml"
+    good_text = bad.read_text()
+    bad.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        result = subprocess.run([sys.executable, "-m", "motionmasks.cli", "run"], cwd=project, env=_env(),
+                                capture_output=True, text=True, timeout=300)
+    finally:
+        bad.write_text(good_text)
+    assert result.returncode == 2
+    assert "shots.max_sidee: unknown key" in result.stderr
