@@ -57,6 +57,8 @@ def corpus(out_dir: Path, metrics_path: Path, params: CorpusParams) -> dict:
             shots=tuple(params.shots_per_video),
             shot_frames=tuple(params.shot_frames),
             fps=params.fps,
+            zoom_probability=params.zoom_probability,
+            max_objects=params.max_objects,
         )
         rows = [
             {"id": video, "url": f"synthetic/{video}.mp4", "sha256": sha256_of(tmp / "synthetic" / f"{video}.mp4")}

