@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
+import yaml
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
@@ -57,6 +58,9 @@ def use_prefect_server() -> Iterator[str]:
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
             yield server.api_url
     finally:
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=5)  # send the last logs before the server goes
         os.environ.pop("PREFECT_API_URL", None)
         server.stop()
 
@@ -82,9 +86,10 @@ def stage_plan(root: Path, targets: list[str] | None = None) -> list[dict[str, A
     (paths). ``targets`` restricts the plan to those stages and their upstream.
     """
     from dvc.repo import Repo
-    from dvc.repo.graph import get_active_graph
-    from dvc.repo.reproduce import plan_repro
+    from dvc.repo.reproduce import get_active_graph, plan_repro
 
+    lock_file = root / "dvc.lock"
+    locked = (yaml.safe_load(lock_file.read_text()) or {}).get("stages", {}) if lock_file.is_file() else {}
     with Repo(str(root)) as repo:
         graph = get_active_graph(repo.index.graph)
         stages = [s for s in repo.index.stages if targets is None or s.addressing in targets]
@@ -95,10 +100,13 @@ def stage_plan(root: Path, targets: list[str] | None = None) -> list[dict[str, A
                 raise PipelineFailed(f"unknown stage(s) {', '.join(sorted(unknown))}; stages are: {known}")
         plan = []
         for stage in plan_repro(graph, stages):
-            status = repo.status(targets=[stage.addressing])
+            if stage.addressing in locked:
+                reasons = _describe_changes(repo.status(targets=[stage.addressing]).get(stage.addressing, []))
+            else:
+                reasons = ["never run here (not in dvc.lock)"]
             plan.append({
                 "name": stage.addressing,
-                "reasons": _describe_changes(status.get(stage.addressing, [])),
+                "reasons": reasons,
                 "upstream": [s.addressing for s in graph.successors(stage)],
                 "metrics": [str(Path(out.fs_path).relative_to(root.resolve())) for out in stage.outs if out.metric],
             })
