@@ -36,7 +36,17 @@ def make_task_runner(runtime: RuntimeParams, kind: Literal["cpu", "io"], io_work
         return DaskTaskRunner(address=address)
     if kind == "io":
         return ThreadPoolTaskRunner(max_workers=io_workers)
-    return ProcessPoolTaskRunner(max_workers=runtime.workers or os.cpu_count() or 1)
+    # Parallelism comes from one process per core; threads inside each worker
+    # only fight over the cores (BLAS distance products ran 2-3x slower).
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(variable, "1")  # inherited by the workers before they import numpy
+    return ProcessPoolTaskRunner(max_workers=runtime.workers or os.cpu_count() or 1, initializer=_single_threaded_opencv)
+
+
+def _single_threaded_opencv() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
 
 
 def batched(items: Sequence[Any], size: int) -> list[list[Any]]:

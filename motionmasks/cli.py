@@ -87,14 +87,16 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return subprocess.call([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", "4200"])
 
 
-def _segmenter_options(params_path: Path) -> tuple[int, dict, dict]:
-    """The pipeline's own motion/consensus settings: params.yaml if there, else the defaults."""
+def _segmenter_options(params_path: Path) -> dict[str, dict]:
+    """The pipeline's own shots/motion/consensus settings: params.yaml if there, else the defaults."""
     from motionmasks.params import Params, load_params
 
     params = load_params(params_path) if params_path.is_file() else Params()
-    motion = params.motion.model_dump(exclude={"max_side", "max_failure_fraction"})
-    consensus = params.consensus.model_dump(exclude={"max_failure_fraction"})
-    return params.motion.max_side, motion, consensus
+    return {
+        "shots": params.shots.model_dump(exclude={"min_shot", "max_shot", "max_failure_fraction"}),
+        "motion": params.motion.model_dump(exclude={"max_side", "max_failure_fraction"}),
+        "consensus": params.consensus.model_dump(exclude={"max_failure_fraction"}),
+    }
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
@@ -107,19 +109,25 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from motionmasks.video import VideoError, frame_files, probe
 
     try:
-        max_side, motion, consensus = _segmenter_options(args.params)
+        options = _segmenter_options(args.params)
     except ParamsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    names = [source.name if source.is_dir() else source.stem for source in args.inputs]
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        print(f"error: several inputs would write the same output folder ({', '.join(clashes)}); "
+              "segment them into different --out folders", file=sys.stderr)
+        return 2
     failed = 0
-    for source in args.inputs:
-        name = source.name if source.is_dir() else source.stem
+    for source, name in zip(args.inputs, names):
         try:
             info = probe(source, exact=False)
             stems = [p.stem for p in frame_files(source)] if source.is_dir() else None
             with atomic_dir(args.out / name) as tmp, tqdm(total=info.frames, desc=name, unit="frame",
                                                            disable=args.quiet) as bar:
-                for index, soft in segment_video(source, max_side=max_side, motion=motion, consensus=consensus):
+                # frames are shrunk to the working size inside; maps come back at the frame's full size
+                for index, soft in segment_video(source, **options):
                     stem = stems[index] if stems else f"{index:05d}"
                     cv2.imwrite(str(tmp / f"{stem}.png"), np.clip(np.rint(soft * 255), 0, 255).astype(np.uint8))
                     bar.update(1)

@@ -78,7 +78,7 @@ class ShotsParams(_Group):
 class MotionParams(_Group):
     """Optical flow and motion saliency; keys after max_side are motion_saliency's arguments."""
 
-    max_side: int = Field(320, ge=16, le=4096)  # working size shots are decoded at (longer side, px)
+    max_side: int = Field(256, ge=16, le=4096)  # working size shots are decoded at (= consensus working_max_side)
     neighbours: int = Field(1, ge=1, le=15)  # flow to frames i±1..i±k (ref 3; 1 + min measured better and 3x cheaper)
     method: Literal["dis", "farneback"] = "dis"
     preset: Literal["ultrafast", "fast", "medium"] = "ultrafast"  # DIS preset
@@ -91,6 +91,26 @@ class MotionParams(_Group):
     box: int = Field(5, ge=1)  # ref: 5x5 box filter
     percentile: float = Field(95.0, gt=0, le=100)  # shot-wide normalisation scale
     min_scale: float = Field(1.0, gt=0)  # px/frame at flow size: a still shot is not stretched up to 1
+    max_failure_fraction: float = Field(0.5, ge=0, le=1)
+
+
+class ConsensusParams(_Group):
+    """Superpixels, descriptors and non-local consensus voting (consensus_voting's arguments)."""
+
+    working_max_side: Optional[int] = Field(256, ge=16)  # everything is computed at this size; null = input size
+    n_segments: int = Field(300, ge=1)  # superpixels per frame (ref 400)
+    compactness: float = Field(10.0, gt=0)  # SLIC only
+    sigma: float = Field(5.0, ge=0)  # SLIC pre-smoothing
+    method: Literal["seeds", "slic", "slic-cv", "slico"] = "seeds"  # SEEDS measured ~10x faster than skimage SLIC
+    window: int = Field(15, ge=0)  # ref F: neighbours searched in frames t-15..t+15
+    per_frame: int = Field(1, ge=1)  # ref L = 2: nearest neighbours taken in each frame of the window
+    bandwidth: float = Field(0.1, gt=0)  # ref: weights exp(-d^2 / 0.1)
+    dims: Optional[int] = Field(None, ge=1)  # PCA of descriptors before the search; null = exact 176-d
+    iterations: int = Field(50, ge=0)  # ref: v <- P v, 50 times
+    refine_radius: int = Field(8, ge=0)  # guided-filter radius (px at working size); 0 = off
+    refine_eps: float = Field(1e-4, gt=0)
+    blob_threshold: float = Field(0.7, ge=0, le=1)  # ref: blobs above 0.7 ...
+    blob_ratio: float = Field(0.6, ge=0, le=1)  # ... smaller than 0.6 x the largest are pushed under 0.7
     max_failure_fraction: float = Field(0.5, ge=0, le=1)
 
 
@@ -121,6 +141,7 @@ class Params(_Group):
     download: DownloadParams = DownloadParams()
     shots: ShotsParams = ShotsParams()
     motion: MotionParams = MotionParams()
+    consensus: ConsensusParams = ConsensusParams()
     evaluate: EvaluateParams = EvaluateParams()
     runtime: RuntimeParams = RuntimeParams()
 

@@ -52,3 +52,27 @@ def test_missing_file_and_bad_yaml(tmp_path):
     (tmp_path / "params.yaml").write_text("shots: [unclosed")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params(tmp_path / "params.yaml")
+
+
+def test_params_yaml_equals_the_built_in_defaults():
+    # `motionmasks segment` outside the project uses the built-in defaults: they must be the pipeline's
+    assert load_params(ROOT / "params.yaml") == Params()
+
+
+def test_algorithm_groups_are_the_functions_keyword_arguments():
+    import inspect
+
+    from motionmasks.consensus import consensus_voting
+    from motionmasks.motion import motion_saliency
+    from motionmasks.shots import split_video
+
+    params = Params()
+    for function, group, own in [
+        (split_video, params.shots, {"max_failure_fraction"}),
+        (motion_saliency, params.motion, {"max_side", "max_failure_fraction"}),
+        (consensus_voting, params.consensus, {"max_failure_fraction"}),
+    ]:
+        accepted = inspect.signature(function).parameters
+        for key, value in group.model_dump(exclude=own).items():
+            assert key in accepted, f"{function.__name__} has no argument {key}"
+            assert accepted[key].default == value, f"{function.__name__}({key}=...) default differs from params"

@@ -1,0 +1,75 @@
+"""The `motionmasks` front door: segment and score on tiny real files, help text."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from motionmasks.cli import build_parser, main
+from motionmasks.synthetic import make_video
+from motionmasks.video import write_video
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """A synthetic clip as a frame folder + its ground truth in DAVIS layout."""
+    root = tmp_path_factory.mktemp("davis")
+    video = make_video(3, width=96, height=64, shots=1, shot_frames=(12, 12), max_objects=1)
+    frames, gt = root / "JPEGImages" / "square", root / "Annotations" / "square"
+    frames.mkdir(parents=True)
+    gt.mkdir(parents=True)
+    for i, (frame, mask) in enumerate(zip(video.frames, video.masks)):
+        cv2.imwrite(str(frames / f"{i:05d}.png"), frame[..., ::-1])
+        cv2.imwrite(str(gt / f"{i:05d}.png"), mask.astype(np.uint8) * 255)
+    write_video(root / "square.mp4", video.frames, fps=25)
+    return root
+
+
+def test_help_lists_every_command():
+    text = build_parser().format_help()
+    for command in ("run", "status", "dashboard", "segment", "score"):
+        assert command in text
+
+
+@pytest.mark.parametrize("source", ["JPEGImages/square", "square.mp4"])
+def test_segment_writes_one_png_per_frame(clip, tmp_path, monkeypatch, source):
+    monkeypatch.chdir(tmp_path)  # no params.yaml here: built-in defaults
+    out = tmp_path / "masks"
+    assert main(["segment", str(clip / source), "--out", str(out), "--quiet"]) == 0
+    pngs = sorted(p.name for p in (out / "square").iterdir())
+    assert pngs == [f"{i:05d}.png" for i in range(12)]
+    mask = cv2.imread(str(out / "square" / "00005.png"), cv2.IMREAD_UNCHANGED)
+    assert mask.dtype == np.uint8 and mask.shape == (64, 96)
+
+
+def test_segment_refuses_two_inputs_with_one_name(clip, tmp_path, capsys):
+    args = ["segment", str(clip / "JPEGImages" / "square"), str(clip / "square.mp4"), "--out", str(tmp_path)]
+    assert main(args) == 2
+    assert "same output folder" in capsys.readouterr().err
+
+
+def test_segment_reports_a_bad_input_and_goes_on(clip, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "broken.mp4").write_bytes(b"junk" * 100)
+    out = tmp_path / "masks"
+    assert main(["segment", str(tmp_path / "broken.mp4"), str(clip / "square.mp4"), "--out", str(out), "--quiet"]) == 1
+    assert "broken.mp4" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["square"]
+
+
+def test_score_prints_and_writes_json(clip, tmp_path, capsys):
+    out = tmp_path / "scores.json"
+    gt = clip / "Annotations"
+    assert main(["score", "--pred", str(gt), "--gt", str(gt), "--json", str(out)]) == 0
+    scores = json.loads(out.read_text())
+    assert scores["thresholds"]["0.5"]["mean_J"] == 1.0
+    assert "square" in capsys.readouterr().out
+
+
+def test_score_names_missing_frames(clip, tmp_path, capsys):
+    pred = tmp_path / "pred" / "square"
+    pred.mkdir(parents=True)
+    cv2.imwrite(str(pred / "00000.png"), np.zeros((64, 96), np.uint8))
+    assert main(["score", "--pred", str(tmp_path / "pred"), "--gt", str(clip / "Annotations")]) == 2
+    assert "00001" in capsys.readouterr().err
