@@ -65,7 +65,20 @@ def use_prefect_server() -> Iterator[str]:
         server.stop()
 
 
-def _describe_changes(entries: list[Any]) -> list[str]:
+def _flatten(value: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return {k: v for key, sub in value.items() for k, v in _flatten(sub, f"{prefix}.{key}").items()}
+    return {prefix: value}
+
+
+def _param_changes(group: str, recorded: Any, current: Any) -> list[str]:
+    """'shots.min_shot: 10 -> 15' for each key of a params group that changed since the last run."""
+    old, new = _flatten(recorded, group), _flatten(current, group)
+    return [f"{key}: {old.get(key, '(absent)')} -> {new.get(key, '(absent)')}"
+            for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)]
+
+
+def _describe_changes(entries: list[Any], locked_params: dict | None = None, params: dict | None = None) -> list[str]:
     reasons = []
     for entry in entries:
         if isinstance(entry, str):
@@ -73,7 +86,17 @@ def _describe_changes(entries: list[Any]) -> list[str]:
             continue
         for kind, changes in entry.items():
             if isinstance(changes, dict):
-                reasons.extend(f"{kind}: {path} {what}" for path, what in changes.items())
+                for path, what in changes.items():
+                    if isinstance(what, dict):  # params: {group or key: "modified" | "new" | "deleted"}
+                        for key, how in what.items():
+                            recorded = (locked_params or {}).get(path, {}).get(key)
+                            if how == "modified" and recorded is not None and params is not None:
+                                details = _param_changes(key, recorded, params.get(key))
+                                reasons.extend(f"changed param {d}" for d in details)
+                            else:
+                                reasons.append(f"{kind}: {path}: {key} {how}")
+                    else:
+                        reasons.append(f"{kind}: {path} {what}")
             else:
                 reasons.append(f"{kind}: {changes}")
     return reasons
@@ -88,6 +111,8 @@ def stage_plan(root: Path, targets: list[str] | None = None) -> list[dict[str, A
     from dvc.repo import Repo
     from dvc.repo.reproduce import get_active_graph, plan_repro
 
+    params_file = root / "params.yaml"
+    current_params = yaml.safe_load(params_file.read_text()) if params_file.is_file() else {}
     lock_file = root / "dvc.lock"
     locked = (yaml.safe_load(lock_file.read_text()) or {}).get("stages", {}) if lock_file.is_file() else {}
     with Repo(str(root)) as repo:
@@ -101,7 +126,8 @@ def stage_plan(root: Path, targets: list[str] | None = None) -> list[dict[str, A
         plan = []
         for stage in plan_repro(graph, stages):
             if stage.addressing in locked:
-                reasons = _describe_changes(repo.status(targets=[stage.addressing]).get(stage.addressing, []))
+                changes = repo.status(targets=[stage.addressing]).get(stage.addressing, [])
+                reasons = _describe_changes(changes, locked[stage.addressing].get("params"), current_params)
             else:
                 reasons = ["never run here (not in dvc.lock)"]
             plan.append({

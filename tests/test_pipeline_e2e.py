@@ -79,6 +79,19 @@ def test_run_produces_corpus_downloads_and_shot_table(project):
     assert read_json(project / "metrics/shots.json")["shots"] == len(shots)
 
 
+def test_run_segments_every_usable_shot_and_scores_against_truth(project):
+    motion = read_table(project / "data/motion/index.parquet")
+    shots = read_table(project / "data/shots/shots.parquet")
+    assert len(motion) == int((shots["status"] == "ok").sum())
+    consensus = read_table(project / "data/consensus/index.parquet")
+    assert sorted(consensus["video"]) == sorted(shots["video"].unique())
+    metrics = read_json(project / "metrics/evaluate.json")
+    assert metrics["videos_scored"] == 2  # the synthetic clips; the sample clip has no truth
+    assert metrics["cut_precision"] == metrics["cut_recall"] == 1.0
+    assert metrics["mean_J@0.5"] > 0.5  # label-free masks really find the moving objects
+    assert (project / "data/evaluate/gallery.png").stat().st_size > 0
+
+
 def test_second_repro_runs_nothing(project):
     assert _reproduce(project) == []
     status = _sh([sys.executable, "-m", "motionmasks.cli", "status"], project).stdout
@@ -90,7 +103,8 @@ def test_changing_a_shots_param_reruns_shots_and_downstream_only(project):
     params["shots"]["min_shot"] = 15
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = _sh([sys.executable, "-m", "motionmasks.cli", "status"], project).stdout
-    assert "shots       would re-run" in status and "changed params" in status
+    assert "shots       would re-run" in status and "changed param shots.min_shot: 10 -> 15" in status
+    assert "corpus      up to date" in status
     ran = _reproduce(project)
     assert ran[0] == "shots"
     assert not {"corpus", "download"} & set(ran)
