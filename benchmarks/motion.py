@@ -144,7 +144,7 @@ def main() -> None:
             "cpu_count": os.cpu_count(),
             "load_average_before": [round(x, 2) for x in load_before],
             "load_average_after": [round(x, 2) for x in os.getloadavg()],
-            "note": "shared machine, busy with other people's work: timings are under load",
+            "note": "2-core machine; see the load averages for what else ran",
             "versions": {pkg: version(pkg) for pkg in ("numpy", "opencv-contrib-python-headless", "pandas")},
         },
         "configs": results,

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 
-# One BLAS thread: on this busy 2-core machine two threads made the distance
+# One BLAS thread: on this 2-core machine two threads made the distance
 # products 2-3x slower (measured), and the pipeline runs one worker per core.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
@@ -355,7 +355,7 @@ def main() -> None:
             "opencv_threads": args.threads,
             "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
             "load_average_before": [round(x, 2) for x in load_before],
-            "note": "shared machine, busy with other people's work: timings are under load",
+            "note": "2-core machine; see the load averages for what else ran",
             "versions": {pkg: version(pkg) for pkg in ("numpy", "scipy", "scikit-image", "opencv-contrib-python-headless")},
         },
     }

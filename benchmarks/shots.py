@@ -303,7 +303,7 @@ def main() -> None:
     result = {
         "command": " ".join([".venv/bin/python", "benchmarks/shots.py", *sys.argv[1:]]),
         "machine": info,
-        "note": "timings on a shared 2-core machine under load from other jobs; one OpenCV thread",
+        "note": "2-core machine, one OpenCV thread; see the load averages for what else ran",
         "tolerance_frames": TOLERANCE,
         "split_video_defaults": {
             k: v.default for k, v in inspect.signature(split_video).parameters.items() if v.default is not v.empty
