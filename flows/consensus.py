@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from prefect import flow, get_run_logger
+from prefect import flow
 
 from flows.fanout import make_task_runner, map_batches
-from flows.stage import check_failure_fraction, publish_failures, publish_metrics, stage_main
-from motionmasks.formats import atomic_dir, read_table, write_table
+from flows.stage import check_failure_fraction, publish_metrics, record_results, shard_paths_in, stage_main
+from motionmasks.formats import atomic_dir, read_table
 from motionmasks.params import ConsensusParams, Params
 from tasks.consensus import voting_batch
 
@@ -28,21 +28,14 @@ def _crashed(item: dict, reason: str) -> dict:
 @flow(name="consensus", log_prints=True)
 def consensus(motion_index_path: Path, out_dir: Path, index_path: Path, failures_path: Path, metrics_path: Path,
               params: ConsensusParams, batch_size: int = 4) -> dict:
-    logger = get_run_logger()
     start = time.perf_counter()
     motion_index = read_table(motion_index_path)
     items = [{"video": v, "motion": p} for v, p in motion_index[["video", "path"]].drop_duplicates().itertuples(index=False)]
     options = params.model_dump(exclude={"max_failure_fraction"})
     with atomic_dir(out_dir) as tmp:
         rows = map_batches(voting_batch, items, batch_size, _crashed, out_dir=str(tmp), options=options)
-    table = pd.DataFrame(rows)
-    ok = table[table["status"] == "ok"].copy()
-    ok["path"] = [str(out_dir / Path(p).name) for p in ok["path"]]
-    write_table(ok.drop(columns=["status", "reason"]).reset_index(drop=True), index_path)
-    failed = table[table["status"] != "ok"].rename(columns={"video": "item"})
-    publish_failures("consensus", failed, failures_path)
-    for row in failed.itertuples():
-        logger.warning("consensus failed: %s", row.reason)
+    table = shard_paths_in(pd.DataFrame(rows), out_dir)
+    ok, failed = record_results("consensus", table, index_path, failures_path, item="video")
     frames, busy = int(ok["frames"].sum()), float(table["seconds"].sum())
     metrics = {
         "videos": len(items),

@@ -14,12 +14,11 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from prefect import flow, get_run_logger
+from prefect import flow
 
 from flows.fanout import make_task_runner, map_batches
-from flows.stage import check_failure_fraction, publish_failures, publish_metrics, stage_main
+from flows.stage import check_failure_fraction, publish_metrics, record_results, stage_main
 from motionmasks.download import read_manifest
-from motionmasks.formats import write_table
 from motionmasks.params import DownloadParams, Params
 from tasks.download import download_batch
 
@@ -33,20 +32,13 @@ def download(
     manifest: Path, out_dir: Path, fetched_path: Path, failures_path: Path, metrics_path: Path,
     params: DownloadParams, batch_size: int = 4,
 ) -> dict:
-    logger = get_run_logger()
     start = time.perf_counter()
     items = read_manifest(manifest).to_dict("records")
     options = {k: getattr(params, k) for k in ("timeout_s", "retries", "backoff_s", "max_bytes")}
     rows = map_batches(download_batch, items, batch_size, _crashed, out_dir=str(out_dir), options=options)
-    table = pd.DataFrame(rows)
-    ok = table[table["status"] == "ok"].drop(columns=["status", "reason"], errors="ignore")
-    failed = table[table["status"] != "ok"]
-    write_table(ok.reset_index(drop=True), fetched_path)
-    publish_failures("download", failed.rename(columns={"id": "item"}), failures_path)
-    for row in failed.itertuples():
-        logger.warning("download failed: %s", row.reason)
+    ok, failed = record_results("download", pd.DataFrame(rows), fetched_path, failures_path, item="id")
     metrics = {
-        "items": len(table),
+        "items": len(rows),
         "fetched": len(ok),
         "failed": len(failed),
         "bytes": int(ok["bytes"].sum()) if len(ok) else 0,
@@ -54,7 +46,7 @@ def download(
         "seconds": round(time.perf_counter() - start, 3),
     }
     publish_metrics("download", metrics, metrics_path)
-    check_failure_fraction("download", len(failed), len(table), params.max_failure_fraction, failures_path)
+    check_failure_fraction("download", len(failed), len(rows), params.max_failure_fraction, failures_path)
     return metrics
 
 

@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from prefect import flow, get_run_logger
+from prefect import flow
 
 from flows.fanout import make_task_runner, map_batches
-from flows.stage import check_failure_fraction, publish_failures, publish_metrics, stage_main
-from motionmasks.formats import atomic_dir, read_table, write_table
+from flows.stage import check_failure_fraction, publish_metrics, record_results, shard_paths_in, stage_main
+from motionmasks.formats import atomic_dir, read_table
 from motionmasks.params import MotionParams, Params
 from tasks.motion import saliency_batch
 
@@ -30,7 +30,6 @@ def _crashed(item: dict, reason: str) -> dict:
 @flow(name="motion", log_prints=True)
 def motion(fetched_path: Path, shots_path: Path, out_dir: Path, index_path: Path, failures_path: Path,
            metrics_path: Path, params: MotionParams, batch_size: int = 4) -> dict:
-    logger = get_run_logger()
     start = time.perf_counter()
     paths = dict(read_table(fetched_path)[["id", "path"]].itertuples(index=False))
     shots = read_table(shots_path)
@@ -44,14 +43,8 @@ def motion(fetched_path: Path, shots_path: Path, out_dir: Path, index_path: Path
     with atomic_dir(out_dir) as tmp:
         rows = map_batches(saliency_batch, items, batch_size, _crashed,
                            out_dir=str(tmp), max_side=params.max_side, options=options)
-    table = pd.DataFrame(rows)
-    ok = table[table["status"] == "ok"].copy()
-    ok["path"] = [str(out_dir / Path(p).name) for p in ok["path"]]
-    write_table(ok.drop(columns=["status", "reason"]).reset_index(drop=True), index_path)
-    failed = table[table["status"] != "ok"].rename(columns={"video": "item"})
-    publish_failures("motion", failed, failures_path)
-    for row in failed.itertuples():
-        logger.warning("motion failed: %s", row.reason)
+    table = shard_paths_in(pd.DataFrame(rows), out_dir)
+    ok, failed = record_results("motion", table, index_path, failures_path, item="video")
     frames, busy = int(ok["frames"].sum()), float(table["seconds"].sum())
     metrics = {
         "videos": len(items),

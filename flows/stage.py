@@ -47,6 +47,27 @@ def publish_failures(stage: str, failures: pd.DataFrame, path: Path) -> None:
         )
 
 
+def record_results(stage: str, table: pd.DataFrame, index_path: Path, failures_path: Path,
+                   item: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split per-item result rows (with ``status`` and ``reason``) into the
+    stage's index table (the ok rows) and its failures report; log each failure."""
+    from prefect import get_run_logger
+
+    ok = table[table["status"] == "ok"].drop(columns=["status", "reason"]).reset_index(drop=True)
+    write_table(ok, index_path)
+    failed = table.loc[table["status"] != "ok", [item, "reason"]].rename(columns={item: "item"})
+    publish_failures(stage, failed, failures_path)
+    logger = get_run_logger()
+    for row in failed.itertuples():
+        logger.warning("%s failed: %s", stage, row.reason)
+    return ok, failed
+
+
+def shard_paths_in(table: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
+    """Point ``path`` at the final folder once a temporary one was swapped into place."""
+    return table.assign(path=[str(out_dir / Path(p).name) if p else "" for p in table["path"]])
+
+
 def check_failure_fraction(stage: str, failed: int, total: int, limit: float, report: Path) -> None:
     if total == 0:
         raise StageFailed(f"{stage}: no items to process; check the stage's input")
