@@ -112,9 +112,11 @@ def evaluate(consensus_index_path: Path, motion_index_path: Path, shots_path: Pa
         metrics["mean_saliency_J"] = round(float(table["saliency_J"].mean()), 4)
     truth_shots = truth_dir / "truth_shots.parquet"
     if truth_shots.is_file():
-        truth = read_table(truth_shots)
         found = read_table(shots_path)
-        metrics.update({k: round(v, 4) for k, v in cut_scores(found[found["video"].isin(truth["video"])], truth).items()})
+        truth = read_table(truth_shots)
+        truth = truth[truth["video"].isin(found["video"])]  # only videos this run split
+        if len(truth):
+            metrics.update({k: round(v, 4) for k, v in cut_scores(found, truth).items()})
     publish_metrics("evaluate", metrics, metrics_path)
     if len(table):
         shown = table.round(3).astype(str)
