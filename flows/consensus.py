@@ -15,7 +15,7 @@ import pandas as pd
 from prefect import flow
 
 from flows.fanout import make_task_runner, map_batches
-from flows.stage import check_failure_fraction, publish_metrics, record_results, shard_paths_in, stage_main
+from flows.stage import StageFailed, check_failure_fraction, publish_metrics, record_results, shard_paths_in, stage_main
 from motionmasks.formats import atomic_dir, read_table
 from motionmasks.params import ConsensusParams, Params
 from tasks.consensus import voting_batch
@@ -31,6 +31,8 @@ def consensus(motion_index_path: Path, out_dir: Path, index_path: Path, failures
     start = time.perf_counter()
     motion_index = read_table(motion_index_path)
     items = [{"video": v, "motion": p} for v, p in motion_index[["video", "path"]].drop_duplicates().itertuples(index=False)]
+    if not items:
+        raise StageFailed(f"consensus: the motion index {motion_index_path} lists no video; check the motion stage")
     options = params.model_dump(exclude={"max_failure_fraction"})
     with atomic_dir(out_dir) as tmp:
         rows = map_batches(voting_batch, items, batch_size, _crashed, out_dir=str(tmp), options=options)
@@ -45,7 +47,7 @@ def consensus(motion_index_path: Path, out_dir: Path, index_path: Path, failures
         "seconds": round(time.perf_counter() - start, 3),
     }
     publish_metrics("consensus", metrics, metrics_path)
-    check_failure_fraction("consensus", len(failed), max(len(items), 1), params.max_failure_fraction, failures_path)
+    check_failure_fraction("consensus", len(failed), len(items), params.max_failure_fraction, failures_path)
     return metrics
 
 

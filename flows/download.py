@@ -17,8 +17,8 @@ import pandas as pd
 from prefect import flow
 
 from flows.fanout import make_task_runner, map_batches
-from flows.stage import check_failure_fraction, publish_metrics, record_results, stage_main
-from motionmasks.download import read_manifest
+from flows.stage import StageFailed, check_failure_fraction, publish_metrics, record_results, stage_main
+from motionmasks.download import ManifestError, read_manifest
 from motionmasks.params import DownloadParams, Params
 from tasks.download import download_batch
 
@@ -33,7 +33,10 @@ def download(
     params: DownloadParams, batch_size: int = 4,
 ) -> dict:
     start = time.perf_counter()
-    items = read_manifest(manifest).to_dict("records")
+    try:
+        items = read_manifest(manifest).to_dict("records")
+    except (ManifestError, FileNotFoundError) as exc:
+        raise StageFailed(f"download: {exc}") from None
     options = {k: getattr(params, k) for k in ("timeout_s", "retries", "backoff_s", "max_bytes")}
     rows = map_batches(download_batch, items, batch_size, _crashed, out_dir=str(out_dir), options=options)
     ok, failed = record_results("download", pd.DataFrame(rows), fetched_path, failures_path, item="id")

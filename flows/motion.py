@@ -16,7 +16,7 @@ import pandas as pd
 from prefect import flow
 
 from flows.fanout import make_task_runner, map_batches
-from flows.stage import check_failure_fraction, publish_metrics, record_results, shard_paths_in, stage_main
+from flows.stage import StageFailed, check_failure_fraction, publish_metrics, record_results, shard_paths_in, stage_main
 from motionmasks.formats import atomic_dir, read_table
 from motionmasks.params import MotionParams, Params
 from tasks.motion import saliency_batch
@@ -39,6 +39,9 @@ def motion(fetched_path: Path, shots_path: Path, out_dir: Path, index_path: Path
          "shots": group[["shot", "first", "last", "step"]].astype(int).to_dict("records")}
         for video, group in shots.groupby("video", sort=True)
     ]
+    if not items:
+        raise StageFailed(f"motion: no usable shot in {shots_path} (shots shorter than shots.min_shot are not used); "
+                          "check the shots stage's table and failures report")
     options = params.model_dump(exclude={"max_side", "max_failure_fraction"})
     with atomic_dir(out_dir) as tmp:
         rows = map_batches(saliency_batch, items, batch_size, _crashed,
@@ -56,7 +59,7 @@ def motion(fetched_path: Path, shots_path: Path, out_dir: Path, index_path: Path
         "seconds": round(time.perf_counter() - start, 3),
     }
     publish_metrics("motion", metrics, metrics_path)
-    check_failure_fraction("motion", len(failed), max(len(items), 1), params.max_failure_fraction, failures_path)
+    check_failure_fraction("motion", len(failed), len(items), params.max_failure_fraction, failures_path)
     return metrics
 
 

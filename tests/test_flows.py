@@ -84,3 +84,23 @@ def test_shots_flow_on_a_dask_cluster_matches_local_processes(tmp_path, prefect_
         failures = read_table(tmp_path / f"{name}.csv")
         assert failures["item"].tolist() == ["broken"] and "not a readable video" in failures["reason"][0]
         assert outputs[name]["failed"] == 1
+
+
+def test_a_bad_manifest_fails_the_stage_with_its_reason(tmp_path, prefect_api):
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("id,url\nclip,a.mp4\nclip,b.mp4\n")
+    with pytest.raises(StageFailed, match="download: .*clip"):
+        download(manifest, tmp_path / "videos", tmp_path / "fetched.parquet", tmp_path / "failures.csv",
+                 tmp_path / "metrics.json", DownloadParams())
+
+
+def test_motion_with_no_usable_shot_says_so(tmp_path, prefect_api):
+    from flows.motion import motion
+    from motionmasks.params import MotionParams
+
+    write_table(pd.DataFrame({"id": ["v"], "path": [str(tmp_path / "v.mp4")]}), tmp_path / "fetched.parquet")
+    write_table(pd.DataFrame({"video": ["v"], "shot": [0], "first": [0], "last": [4], "fps": [25.0], "step": [1],
+                              "frames": [5], "status": ["too_short"]}), tmp_path / "shots.parquet")
+    with pytest.raises(StageFailed, match="no usable shot"):
+        motion(tmp_path / "fetched.parquet", tmp_path / "shots.parquet", tmp_path / "shards", tmp_path / "index.parquet",
+               tmp_path / "failures.csv", tmp_path / "metrics.json", MotionParams())
