@@ -57,7 +57,9 @@ def _run(args, params: Params) -> None:
     runner = make_task_runner(params.runtime, "io", io_workers=params.download.parallel)
     download.with_options(task_runner=runner)(
         args.manifest, args.out, args.fetched, args.failures, args.metrics, params.download,
-        batch_size=params.runtime.batch_size,
+        # One item per task, so `download.parallel` is exactly the number of
+        # simultaneous downloads and one slow server holds up nobody else.
+        batch_size=1,
     )
 
 

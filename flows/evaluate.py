@@ -22,10 +22,10 @@ import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from flows.stage import publish_metrics, stage_main
+from flows.stage import publish_failures, publish_metrics, stage_main
 from motionmasks.download import safe_name
 from motionmasks.evaluate import frame_scores, overlay_gallery
-from motionmasks.formats import read_map_shard, read_masks, read_table, write_table
+from motionmasks.formats import atomic_path, read_map_shard, read_masks, read_table, write_table
 from motionmasks.params import EvaluateParams, Params
 from motionmasks.video import frame_files, read_frames
 
@@ -37,8 +37,13 @@ def load_truth(video: str, truth_dir: Path, davis: Path | None) -> dict[int, np.
         masks, frames = read_masks(synthetic)
         return {int(f): m.astype(bool) for f, m in zip(frames, masks)}
     if davis is not None and (davis / video).is_dir():
-        files = frame_files(davis / video)
-        return {i: cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) > 0 for i, p in enumerate(files)}
+        truth = {}
+        for i, path in enumerate(frame_files(davis / video)):
+            mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+            if mask is None:
+                raise ValueError(f"{path}: not a readable mask image; replace or remove it")
+            truth[i] = mask > 0
+        return truth
     return None
 
 
@@ -58,52 +63,80 @@ def cut_scores(found: pd.DataFrame, truth: pd.DataFrame, tolerance: int = 1) -> 
     return {"cut_precision": hits / n_found if n_found else 1.0, "cut_recall": hits / n_true if n_true else 1.0}
 
 
+def score_video(video: str, shard_path: str, motion_path: str, truth: dict[int, np.ndarray],
+                params: EvaluateParams) -> tuple[dict, tuple | None]:
+    """One video's scores (row) and its gallery entry (middle scored frame)."""
+    shard, motion = read_map_shard(shard_path), read_map_shard(motion_path)
+    scored = [k for k, frame in enumerate(shard.frames) if int(frame) in truth]
+    if not scored:
+        raise ValueError(f"none of its {len(shard.frames)} segmented frames has ground truth")
+    scores = {t: [] for t in params.thresholds}
+    saliency_scores = []
+    for k in scored:
+        gt = truth[int(shard.frames[k])]
+        size = (gt.shape[1], gt.shape[0])
+        soft = cv2.resize(shard.maps[k], size, interpolation=cv2.INTER_LINEAR)
+        for t in params.thresholds:
+            scores[t].append(frame_scores(soft >= t, gt))
+        saliency = cv2.resize(motion.maps[k], size, interpolation=cv2.INTER_LINEAR)
+        saliency_scores.append(frame_scores(saliency >= params.threshold, gt)[0])
+    row: dict = {"video": video, "frames": len(scored)}
+    for t in params.thresholds:
+        iou, precision, recall = np.mean(scores[t], axis=0)
+        row[f"J@{t}"], row[f"precision@{t}"], row[f"recall@{t}"] = float(iou), float(precision), float(recall)
+    row["J"] = row[f"J@{params.threshold}"]  # the plotted one
+    row["saliency_J"] = float(np.mean(saliency_scores))
+    k = scored[len(scored) // 2]
+    frame = next(read_frames(shard.meta["source"], start=int(shard.frames[k]), stop=int(shard.frames[k]) + 1))[1]
+    entry = (f"{video} #{int(shard.frames[k])} J={row['J']:.2f}", frame, shard.maps[k], truth[int(shard.frames[k])])
+    return row, entry
+
+
+def write_gallery(entries: list[tuple], path: Path) -> None:
+    if entries:
+        overlay_gallery(entries, path)
+        return
+    # Nothing to show (no video with ground truth): say so in the image DVC expects.
+    image = np.full((120, 720, 3), 64, np.uint8)
+    cv2.putText(image, "no video with ground truth in this run", (20, 68), cv2.FONT_HERSHEY_SIMPLEX, 0.8,
+                (255, 255, 255), 1, cv2.LINE_AA)
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), image):
+            raise OSError(f"{path}: could not write the gallery")
+
+
 @flow(name="evaluate", log_prints=True)
 def evaluate(consensus_index_path: Path, motion_index_path: Path, shots_path: Path, truth_dir: Path,
-             per_video_path: Path, gallery_path: Path, metrics_path: Path, params: EvaluateParams) -> dict:
+             per_video_path: Path, gallery_path: Path, failures_path: Path, metrics_path: Path,
+             params: EvaluateParams) -> dict:
     logger = get_run_logger()
     davis = Path(params.davis_annotations) if params.davis_annotations else None
     motion_paths = dict(read_table(motion_index_path)[["video", "path"]].drop_duplicates().itertuples(index=False))
-    rows, gallery = [], []
-    for video, path in read_table(consensus_index_path)[["video", "path"]].itertuples(index=False):
-        truth = load_truth(video, truth_dir, davis)
-        if truth is None:
-            continue
-        shard, motion = read_map_shard(path), read_map_shard(motion_paths[video])
-        missing = [int(f) for f in shard.frames if int(f) not in truth]
-        if missing:
-            logger.warning("evaluate: %s has no ground truth for frames %s; scoring the others", video, missing[:10])
-        row = {"video": video, "frames": 0}
-        scores = {t: [] for t in params.thresholds}
-        saliency_scores = []
-        for k, frame in enumerate(shard.frames):
-            gt = truth.get(int(frame))
-            if gt is None:
+    masks = dict(read_table(consensus_index_path)[["video", "path"]].itertuples(index=False))
+    rows, gallery, failures = [], [], []
+    # Every video the run split and that has ground truth is expected here: one
+    # that failed upstream is reported, not silently left out of the means.
+    for video in sorted(read_table(shots_path)["video"].unique()):
+        try:
+            truth = load_truth(video, truth_dir, davis)
+            if truth is None:
                 continue
-            size = (gt.shape[1], gt.shape[0])
-            soft = cv2.resize(shard.maps[k], size, interpolation=cv2.INTER_LINEAR)
-            for t in params.thresholds:
-                scores[t].append(frame_scores(soft >= t, gt))
-            saliency = cv2.resize(motion.maps[k], size, interpolation=cv2.INTER_LINEAR)
-            saliency_scores.append(frame_scores(saliency >= params.threshold, gt)[0])
-            row["frames"] += 1
-        if not row["frames"]:
+            if video not in masks:
+                raise ValueError("no soft masks: it failed in an earlier stage (see their failures reports)")
+            row, entry = score_video(video, masks[video], motion_paths[video], truth, params)
+        except Exception as exc:  # one video's problem never stops the others
+            failures.append({"item": video, "reason": f"{video}: {exc}"})
+            logger.warning("evaluate failed: %s: %s", video, exc)
             continue
-        for t in params.thresholds:
-            iou, precision, recall = np.mean(scores[t], axis=0)
-            row[f"J@{t}"], row[f"precision@{t}"], row[f"recall@{t}"] = float(iou), float(precision), float(recall)
-        row["saliency_J"] = float(np.mean(saliency_scores))
         rows.append(row)
         if len(gallery) < params.gallery_videos:
-            k = len(shard.frames) // 2
-            frame = next(read_frames(shard.meta["source"], start=int(shard.frames[k]), stop=int(shard.frames[k]) + 1))[1]
-            gallery.append((f"{video} #{int(shard.frames[k])} J={row[f'J@{params.threshold}']:.2f}",
-                            frame, shard.maps[k], truth.get(int(shard.frames[k]))))
+            gallery.append(entry)
     table = pd.DataFrame(rows)
     write_table(table, per_video_path)
-    if gallery:
-        overlay_gallery(gallery, gallery_path)
-    metrics: dict = {"videos_scored": len(table), "frames_scored": int(table["frames"].sum()) if len(table) else 0}
+    write_gallery(gallery, gallery_path)
+    publish_failures("evaluate", pd.DataFrame(failures), failures_path)
+    metrics: dict = {"videos_scored": len(table), "videos_failed": len(failures),
+                     "frames_scored": int(table["frames"].sum()) if len(table) else 0}
     if len(table):
         for t in params.thresholds:
             metrics[f"mean_J@{t}"] = round(float(table[f"J@{t}"].mean()), 4)
@@ -129,7 +162,7 @@ def evaluate(consensus_index_path: Path, motion_index_path: Path, shots_path: Pa
 
 def _run(args, params: Params) -> None:
     evaluate(args.consensus_index, args.motion_index, args.shots, args.truth, args.per_video, args.gallery,
-             args.metrics, params.evaluate)
+             args.failures, args.metrics, params.evaluate)
 
 
 def main() -> None:
@@ -142,6 +175,7 @@ def main() -> None:
             "truth": "corpus folder with synthetic/<id>.masks.npz and truth_shots.parquet",
             "per_video": "per-video scores to write (.csv, DVC plot)",
             "gallery": "gallery PNG to write",
+            "failures": "failures report to write (.csv)",
             "metrics": "metrics JSON to write",
         },
         _run,

@@ -190,7 +190,9 @@ def pipeline(root: Path, targets: list[str] | None = None, force: bool = False) 
             results.append({"stage": step["name"], "outcome": "not run (upstream failed)", "seconds": 0.0,
                             "why": ", ".join(blocked), "metrics": {}})
             continue
-        result = run_stage(root, step["name"], step["reasons"], force, step["metrics"])
+        # --force applies to the stages asked for, not to everything they need
+        forced = force and (targets is None or step["name"] in targets)
+        result = run_stage(root, step["name"], step["reasons"], forced, step["metrics"])
         if result["outcome"] == "failed":
             failed.add(step["name"])
         results.append(result)

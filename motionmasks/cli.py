@@ -87,7 +87,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return subprocess.call([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", "4200"])
 
 
-def _segmenter_options(params_path: Path) -> dict[str, dict]:
+def _segmenter_options(params_path: Path) -> dict:
     """The pipeline's own shots/motion/consensus settings: params.yaml if there, else the defaults."""
     from motionmasks.params import Params, load_params
 
@@ -96,6 +96,7 @@ def _segmenter_options(params_path: Path) -> dict[str, dict]:
         "shots": params.shots.model_dump(exclude={"min_shot", "max_shot", "max_failure_fraction"}),
         "motion": params.motion.model_dump(exclude={"max_side", "max_failure_fraction"}),
         "consensus": params.consensus.model_dump(exclude={"max_failure_fraction"}),
+        "chunk": params.shots.max_shot,  # longest window segmented at once, as the pipeline's shots
     }
 
 
@@ -106,7 +107,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from motionmasks.formats import atomic_dir
     from motionmasks.params import ParamsError
     from motionmasks.segment import segment_video
-    from motionmasks.video import VideoError, frame_files, probe
+    from motionmasks.video import frame_files, probe
 
     try:
         options = _segmenter_options(args.params)
@@ -129,10 +130,11 @@ def cmd_segment(args: argparse.Namespace) -> int:
                 # frames are shrunk to the working size inside; maps come back at the frame's full size
                 for index, soft in segment_video(source, **options):
                     stem = stems[index] if stems else f"{index:05d}"
-                    cv2.imwrite(str(tmp / f"{stem}.png"), np.clip(np.rint(soft * 255), 0, 255).astype(np.uint8))
+                    if not cv2.imwrite(str(tmp / f"{stem}.png"), np.clip(np.rint(soft * 255), 0, 255).astype(np.uint8)):
+                        raise OSError(f"could not write {args.out / name / stem}.png")
                     bar.update(1)
             print(f"{source}: masks in {args.out / name}")
-        except (VideoError, OSError, ValueError) as exc:
+        except Exception as exc:  # one bad input never stops the others
             failed += 1
             print(f"error: {source}: {exc}; nothing written for it", file=sys.stderr)
     return 1 if failed else 0

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 
 class ParamsError(ValueError):
@@ -125,6 +125,14 @@ class EvaluateParams(_Group):
     def _unit(cls, value: list[float]) -> list[float]:
         if not value or any(not 0 <= t <= 1 for t in value):
             raise ValueError(f"must be a non-empty list of values in [0, 1], got {value}")
+        return value
+
+    @field_validator("threshold")
+    @classmethod
+    def _listed(cls, value: float, info: ValidationInfo) -> float:
+        listed = info.data.get("thresholds")
+        if listed is not None and value not in listed:
+            raise ValueError(f"must be one of evaluate.thresholds {listed}, got {value}")
         return value
 
 

@@ -36,3 +36,55 @@ def test_cut_scores_within_one_frame():
     scores = cut_scores(found, truth)
     assert scores == {"cut_precision": 1 / 3, "cut_recall": 1 / 3}
     assert cut_scores(truth, truth) == {"cut_precision": 1.0, "cut_recall": 1.0}
+
+
+def _stage_inputs(tmp_path, with_truth=True):
+    import pandas as pd
+
+    from motionmasks.formats import MapShard, write_map_shard, write_table
+    from motionmasks.video import write_video
+
+    frames = np.zeros((4, 16, 16, 3), np.uint8)
+    write_video(tmp_path / "synth-000.mp4", frames, fps=10)
+    truth = np.zeros((4, 16, 16), np.uint8)
+    truth[:, 4:8, 4:8] = 1
+    if with_truth:
+        write_masks(tmp_path / "corpus" / "synthetic" / "synth-000.masks.npz", truth)
+        write_masks(tmp_path / "corpus" / "synthetic" / "synth-001.masks.npz", truth)
+    (tmp_path / "corpus").mkdir(exist_ok=True)
+    maps = truth.astype(np.float32)  # a perfect prediction
+    meta = {"source": str(tmp_path / "synth-000.mp4"), "video": "synth-000", "max_side": 16}
+    for name in ("motion", "consensus"):
+        write_map_shard(tmp_path / f"{name}.npz", MapShard(maps, np.arange(4), {"shot": np.zeros(4, np.int64)}, meta))
+        write_table(pd.DataFrame({"video": ["synth-000"], "path": [str(tmp_path / f"{name}.npz")]}),
+                    tmp_path / f"{name}.parquet")
+    write_table(pd.DataFrame({"video": ["synth-000", "synth-001"], "shot": [0, 0], "first": [0, 0]}),
+                tmp_path / "shots.parquet")
+
+
+def _run_evaluate(tmp_path, **params):
+    from flows.evaluate import evaluate
+    from motionmasks.params import EvaluateParams
+
+    return evaluate(tmp_path / "consensus.parquet", tmp_path / "motion.parquet", tmp_path / "shots.parquet",
+                    tmp_path / "corpus", tmp_path / "per_video.csv", tmp_path / "gallery.png",
+                    tmp_path / "failures.csv", tmp_path / "metrics.json", EvaluateParams(**params))
+
+
+def test_evaluate_scores_and_reports_a_video_lost_upstream(tmp_path, prefect_api):
+    from motionmasks.formats import read_table
+
+    _stage_inputs(tmp_path)
+    metrics = _run_evaluate(tmp_path)
+    assert metrics["videos_scored"] == 1 and metrics["mean_J@0.5"] == 1.0
+    failures = read_table(tmp_path / "failures.csv")
+    assert failures["item"].tolist() == ["synth-001"] and "earlier stage" in failures["reason"][0]
+    assert metrics["videos_failed"] == 1
+    assert cv2.imread(str(tmp_path / "gallery.png")) is not None
+
+
+def test_evaluate_without_any_truth_still_writes_its_outputs(tmp_path, prefect_api):
+    _stage_inputs(tmp_path, with_truth=False)
+    metrics = _run_evaluate(tmp_path, gallery_videos=0)
+    assert metrics["videos_scored"] == 0 and metrics["videos_failed"] == 0
+    assert cv2.imread(str(tmp_path / "gallery.png")).shape == (120, 720, 3)

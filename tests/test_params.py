@@ -76,3 +76,8 @@ def test_algorithm_groups_are_the_functions_keyword_arguments():
         for key, value in group.model_dump(exclude=own).items():
             assert key in accepted, f"{function.__name__} has no argument {key}"
             assert accepted[key].default == value, f"{function.__name__}({key}=...) default differs from params"
+
+
+def test_evaluate_threshold_must_be_one_of_the_thresholds():
+    with pytest.raises(ParamsError, match=r"evaluate.threshold: must be one of evaluate.thresholds \[0.4, 0.7\]"):
+        parse_params({"evaluate": {"thresholds": [0.4, 0.7], "threshold": 0.5}})

@@ -124,3 +124,11 @@ def test_wrong_param_fails_before_any_stage(project, tmp_path):
         bad.write_text(good_text)
     assert result.returncode == 2
     assert "shots.max_sidee: unknown key" in result.stderr
+
+
+def test_force_reruns_only_the_stage_asked_for(project):
+    out = _sh([sys.executable, "-m", "motionmasks.cli", "run", "shots", "--force"], project).stdout
+    summary = out.split("stage       outcome")[-1]
+    assert "corpus      skipped (up to date)" in summary and "download    skipped (up to date)" in summary
+    assert "shots       ran" in summary
+    assert "motion" not in summary  # downstream stages are not part of `run shots`
