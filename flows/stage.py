@@ -53,7 +53,10 @@ def record_results(stage: str, table: pd.DataFrame, index_path: Path, failures_p
     stage's index table (the ok rows) and its failures report; log each failure."""
     from prefect import get_run_logger
 
-    ok = table[table["status"] == "ok"].drop(columns=["status", "reason"]).reset_index(drop=True)
+    # Timings stay out of the index: it is a DVC dependency of the next stage,
+    # which must not re-run because a fetch took longer this time.
+    ok = table[table["status"] == "ok"].drop(columns=["status", "reason", "seconds"], errors="ignore")
+    ok = ok.reset_index(drop=True)
     write_table(ok, index_path)
     failed = table.loc[table["status"] != "ok", [item, "reason"]].rename(columns={item: "item"})
     publish_failures(stage, failed, failures_path)
