@@ -37,7 +37,7 @@ def download(
         items = read_manifest(manifest).to_dict("records")
     except (ManifestError, FileNotFoundError) as exc:
         raise StageFailed(f"download: {exc}") from None
-    options = {k: getattr(params, k) for k in ("timeout_s", "retries", "backoff_s", "max_bytes")}
+    options = {k: getattr(params, k) for k in ("timeout_s", "retries", "backoff_s", "max_bytes", "min_bytes_per_s")}
     rows = map_batches(download_batch, items, batch_size, _crashed, out_dir=str(out_dir), options=options)
     ok, failed = record_results("download", pd.DataFrame(rows), fetched_path, failures_path, item="id")
     metrics = {

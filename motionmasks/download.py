@@ -249,6 +249,7 @@ def fetch_one(
     retries: int = 3,
     backoff_s: float = 1.0,
     max_bytes: int = 2_000_000_000,
+    min_bytes_per_s: float = 1024.0,
     sleep: Callable[[float], None] = time.sleep,
     client: httpx.Client | None = None,
 ) -> FetchResult:
@@ -278,6 +279,11 @@ def fetch_one(
     max_bytes : int
         Size cap; checked against ``Content-Length`` before downloading and
         against the bytes counted while streaming.
+    min_bytes_per_s : float
+        Slowest acceptable average rate once an attempt has run ``timeout_s``
+        seconds: a server that trickles bytes (each within the stall timeout)
+        would otherwise hold its worker forever. A too-slow attempt is a
+        transient failure (retried, resumed).
     sleep : callable
         Waits between attempts (injected by tests).
     client : httpx.Client, optional
@@ -292,7 +298,8 @@ def fetch_one(
     result = FetchResult(id=str(video_id), url=str(url), status="failed")
     try:
         sha256 = str(sha256 or "").strip().lower()
-        _fetch(result, Path(out_dir), sha256, timeout_s, retries, backoff_s, max_bytes, sleep, client)
+        _fetch(result, Path(out_dir), sha256, timeout_s, retries, backoff_s, max_bytes, sleep, client,
+               min_bytes_per_s=min_bytes_per_s)
     except _Failure as failure:
         result.reason = _reason(result, failure)
     except OSError as error:  # our side: disk full, no permission on out_dir
@@ -375,6 +382,7 @@ def _fetch(
     max_bytes: int,
     sleep: Callable[[float], None],
     client: httpx.Client | None,
+    min_bytes_per_s: float = 0.0,
 ) -> None:
     """Fill ``result`` in place; raise :class:`_Failure` when the item fails."""
     try:
@@ -388,7 +396,8 @@ def _fetch(
     parsed = urlparse(result.url)
     scheme = parsed.scheme.lower()
     if scheme in ("http", "https"):
-        _fetch_http(result, out_dir, name, sha256, timeout_s, retries, backoff_s, max_bytes, sleep, client)
+        _fetch_http(result, out_dir, name, sha256, timeout_s, retries, backoff_s, max_bytes, sleep, client,
+                    min_bytes_per_s)
         return
     if scheme == "file":
         if parsed.netloc not in ("", "localhost"):
@@ -484,6 +493,7 @@ def _fetch_http(
     max_bytes: int,
     sleep: Callable[[float], None],
     client: httpx.Client | None,
+    min_bytes_per_s: float = 0.0,
 ) -> None:
     dest = out_dir / (name + _suffix(urlparse(result.url).path))
     part = dest.with_name(dest.name + PART_SUFFIX)
@@ -497,7 +507,7 @@ def _fetch_http(
         while True:
             result.attempts += 1
             try:
-                _http_attempt(client, result.url, part, max_bytes, timeout_s, source)
+                _http_attempt(client, result.url, part, max_bytes, timeout_s, source, min_bytes_per_s)
                 break
             except _Failure as failure:
                 result.bytes = part.stat().st_size if part.exists() else 0
@@ -521,7 +531,8 @@ def _fetch_http(
 
 
 def _http_attempt(
-    client: httpx.Client, url: str, part: Path, max_bytes: int, timeout_s: float, source: _Source
+    client: httpx.Client, url: str, part: Path, max_bytes: int, timeout_s: float, source: _Source,
+    min_bytes_per_s: float = 0.0,
 ) -> None:
     """One GET into ``part``, resuming from its current size; raise :class:`_Failure` on error."""
     have = part.stat().st_size if part.exists() else 0
@@ -556,11 +567,19 @@ def _http_attempt(
             expected = total if total is not None else (have + length if length is not None else None)
             if expected is not None:
                 _check_size(expected, max_bytes)
+            started, received = time.monotonic(), 0
             with open(part, "ab" if have else "wb") as f:
                 for chunk in response.iter_bytes():  # unchunked: every byte received is on disk for a resume
                     have += len(chunk)
                     _check_size(have, max_bytes)  # Content-Length may be absent or lie
                     f.write(chunk)
+                    received += len(chunk)
+                    elapsed = time.monotonic() - started
+                    if elapsed > timeout_s and received < min_bytes_per_s * elapsed:
+                        f.flush()
+                        raise _Failure(
+                            f"too slow ({received / elapsed:.0f} B/s over {elapsed:.0f} s)",
+                            "the server trickles data: lower download.min_bytes_per_s or try later", transient=True)
             if expected is not None and have < expected:
                 raise _Failure(f"connection closed after {have} of {expected} bytes", "try later", transient=True)
     except httpx.TimeoutException:

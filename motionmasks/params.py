@@ -58,6 +58,7 @@ class DownloadParams(_Group):
     retries: int = Field(3, ge=0, le=20)  # extra attempts on transient errors only
     backoff_s: float = Field(1.0, ge=0)  # first retry delay; doubles each time
     max_bytes: int = Field(2_000_000_000, gt=0)
+    min_bytes_per_s: float = Field(1024.0, ge=0)  # slower on average after timeout_s: retried later
     max_failure_fraction: float = Field(0.5, ge=0, le=1)  # more failures than this fail the stage
 
 

@@ -25,6 +25,7 @@ class Route:
     statuses: list[int] = field(default_factory=lambda: [200])  # request n gets statuses[n]; the last repeats
     cut_at: list[int | None] = field(default_factory=list)  # request n: send only this many body bytes, then hang up
     delay_s: float = 0.0  # wait before answering
+    drip_s: float = 0.0  # send the body one byte at a time, this long apart (a trickling server)
     content_type: str = "video/mp4"
     send_length: bool = True  # False: no Content-Length, the body ends when the connection closes
     ranges: bool = True  # honour "Range: bytes=N-" with 206; False: always answer 200 with everything
@@ -73,7 +74,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
             self.close_connection = True
         self.end_headers()
-        self._write(payload if cut is None else payload[:cut])
+        body = payload if cut is None else payload[:cut]
+        if route.drip_s:
+            for i in range(len(body)):
+                time.sleep(route.drip_s)
+                self._write(body[i : i + 1])
+                if self.close_connection:
+                    return
+            return
+        self._write(body)
 
     def _plain(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)

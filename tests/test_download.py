@@ -212,6 +212,20 @@ def test_http_slow_server_times_out_after_retries(server, out, video, sleeps):
     assert listing(out) == []
 
 
+def test_http_trickling_server_is_given_up_and_resumed(server, out, video, sleeps):
+    # one byte every 20 ms: never a stall, but far below the minimum rate
+    route = Route(body=video, drip_s=0.02)
+    result = fetch_one("drip", server.add("/drip.mp4", route), out, timeout_s=0.2, retries=1,
+                       min_bytes_per_s=1000, sleep=sleeps.append)
+    assert (result.status, result.attempts, len(route.requests)) == ("failed", 2, 2)
+    assert result.reason.startswith("drip: too slow (")
+    assert 0 < result.bytes < len(video)
+    # the second attempt resumed where the first one stopped, instead of starting again
+    assert route.requests[0]["range"] is None
+    assert int(route.requests[1]["range"][len("bytes="):-1]) > 0
+    assert listing(out) == []
+
+
 def test_http_truncated_answer_that_never_completes_leaves_nothing(server, out, video, sleeps):
     route = Route(body=video, cut_at=[100, 100])
     result = fetch_one("short", server.add("/short.mp4", route), out, retries=1, sleep=sleeps.append)
