@@ -4,28 +4,15 @@ import cv2
 import numpy as np
 import pytest
 
+import clips
+from clips import iou
 from motionmasks.segment import segment_frames, segment_video
 from motionmasks.video import VideoError
 
 
-def moving_square(t=10, h=96, w=128, side=32, step=(1, 3), seed=0):
-    """Static textured green background, a textured red square moving by ``step`` px per frame."""
-    rng = np.random.default_rng(seed)
-    background = np.clip(np.array([60, 140, 60]) + cv2.GaussianBlur(rng.normal(0, 40, (h, w, 3)), (0, 0), 1.5), 0, 255)
-    patch = np.clip(np.array([210, 40, 40]) + rng.normal(0, 15, (side, side, 3)), 0, 255)
-    frames = np.empty((t, h, w, 3), np.uint8)
-    masks = np.zeros((t, h, w), bool)
-    for i in range(t):
-        y = h // 2 - side // 2 + (i - t // 2) * step[0]
-        x = w // 2 - side // 2 + (i - t // 2) * step[1]
-        frames[i] = background
-        frames[i, y:y + side, x:x + side] = patch
-        masks[i, y:y + side, x:x + side] = True
-    return frames, masks
-
-
-def iou(a, b):
-    return (a & b).sum() / max(1, (a | b).sum())
+def moving_square(**size):
+    """The shared clip, larger here: the whole segmenter needs room for superpixels."""
+    return clips.moving_square(**{"t": 10, "h": 96, "w": 128, "side": 32, "step": (1, 3), **size})
 
 
 def write_folder(folder: Path, frames: np.ndarray) -> Path:
