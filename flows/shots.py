@@ -43,7 +43,8 @@ def shots(fetched_path: Path, out_path: Path, failures_path: Path, metrics_path:
     publish_failures("shots", failed, failures_path)
     for row in failed.itertuples():
         logger.warning("shots failed: %s", row.reason)
-    analysed = sum(int(fetched.loc[fetched["id"] == r["video"], "frames"].iloc[0]) for r in results if r["status"] == "ok")
+    frames_of = dict(zip(fetched["id"], fetched["frames"]))  # a lookup, not a scan per video
+    analysed = sum(int(frames_of[r["video"]]) for r in results if r["status"] == "ok")
     busy = sum(r["seconds"] for r in results)
     metrics = {
         "videos": len(items),

@@ -118,6 +118,18 @@ class _Failure(Exception):
         self.retry_after_s = retry_after_s
 
 
+@dataclass(frozen=True)
+class _Policy:
+    """How hard to try: the transfer limits and retry schedule of one fetch."""
+
+    timeout_s: float
+    retries: int
+    backoff_s: float
+    max_bytes: int
+    min_bytes_per_s: float
+    sleep: Callable[[float], None]
+
+
 @dataclass
 class _Source:
     """What the server said about the resource, kept across attempts to resume safely."""
@@ -298,8 +310,8 @@ def fetch_one(
     result = FetchResult(id=str(video_id), url=str(url), status="failed")
     try:
         sha256 = str(sha256 or "").strip().lower()
-        _fetch(result, Path(out_dir), sha256, timeout_s, retries, backoff_s, max_bytes, sleep, client,
-               min_bytes_per_s=min_bytes_per_s)
+        policy = _Policy(timeout_s, retries, backoff_s, max_bytes, min_bytes_per_s, sleep)
+        _fetch(result, Path(out_dir), sha256, policy, client)
     except _Failure as failure:
         result.reason = _reason(result, failure)
     except OSError as error:  # our side: disk full, no permission on out_dir
@@ -376,13 +388,8 @@ def _fetch(
     result: FetchResult,
     out_dir: Path,
     sha256: str,
-    timeout_s: float,
-    retries: int,
-    backoff_s: float,
-    max_bytes: int,
-    sleep: Callable[[float], None],
+    policy: _Policy,
     client: httpx.Client | None,
-    min_bytes_per_s: float = 0.0,
 ) -> None:
     """Fill ``result`` in place; raise :class:`_Failure` when the item fails."""
     try:
@@ -396,8 +403,7 @@ def _fetch(
     parsed = urlparse(result.url)
     scheme = parsed.scheme.lower()
     if scheme in ("http", "https"):
-        _fetch_http(result, out_dir, name, sha256, timeout_s, retries, backoff_s, max_bytes, sleep, client,
-                    min_bytes_per_s)
+        _fetch_http(result, out_dir, name, sha256, policy, client)
         return
     if scheme == "file":
         if parsed.netloc not in ("", "localhost"):
@@ -411,7 +417,7 @@ def _fetch(
             "use an http(s):// or file:// url or a local path (fetch other sources by hand)",
             transient=False,
         )
-    _fetch_local(result, source, out_dir, name, sha256, max_bytes)
+    _fetch_local(result, source, out_dir, name, sha256, policy.max_bytes)
 
 
 def _suffix(path: str) -> str:
@@ -487,13 +493,8 @@ def _fetch_http(
     out_dir: Path,
     name: str,
     sha256: str,
-    timeout_s: float,
-    retries: int,
-    backoff_s: float,
-    max_bytes: int,
-    sleep: Callable[[float], None],
+    policy: _Policy,
     client: httpx.Client | None,
-    min_bytes_per_s: float = 0.0,
 ) -> None:
     dest = out_dir / (name + _suffix(urlparse(result.url).path))
     part = dest.with_name(dest.name + PART_SUFFIX)
@@ -507,18 +508,18 @@ def _fetch_http(
         while True:
             result.attempts += 1
             try:
-                _http_attempt(client, result.url, part, max_bytes, timeout_s, source, min_bytes_per_s)
+                _http_attempt(client, result.url, part, source, policy)
                 break
             except _Failure as failure:
                 result.bytes = part.stat().st_size if part.exists() else 0
-                if not failure.transient or result.attempts > retries:
+                if not failure.transient or result.attempts > policy.retries:
                     raise
-                delay = backoff_s * 2 ** (result.attempts - 1)
+                delay = policy.backoff_s * 2 ** (result.attempts - 1)
                 if failure.retry_after_s is not None:
                     delay = max(delay, min(failure.retry_after_s, RETRY_AFTER_CAP_S))
                 logger.warning("%s: %s; retry %d/%d in %.1f s", result.id, failure.what, result.attempts,
-                               retries, delay)
-                sleep(delay)
+                               policy.retries, delay)
+                policy.sleep(delay)
         result.bytes = part.stat().st_size
         with atomic_path(dest) as tmp:
             os.replace(part, tmp)
@@ -531,8 +532,7 @@ def _fetch_http(
 
 
 def _http_attempt(
-    client: httpx.Client, url: str, part: Path, max_bytes: int, timeout_s: float, source: _Source,
-    min_bytes_per_s: float = 0.0,
+    client: httpx.Client, url: str, part: Path, source: _Source, policy: _Policy
 ) -> None:
     """One GET into ``part``, resuming from its current size; raise :class:`_Failure` on error."""
     have = part.stat().st_size if part.exists() else 0
@@ -542,7 +542,7 @@ def _http_attempt(
         if source.validator:
             headers["If-Range"] = source.validator  # changed since? the server then sends it all (200)
     try:
-        with client.stream("GET", url, headers=headers, timeout=timeout_s) as response:
+        with client.stream("GET", url, headers=headers, timeout=policy.timeout_s) as response:
             status = response.status_code
             if status == 416 and have:
                 part.unlink(missing_ok=True)  # our partial file does not fit the resource any more
@@ -566,16 +566,16 @@ def _http_attempt(
                 source.total = total
             expected = total if total is not None else (have + length if length is not None else None)
             if expected is not None:
-                _check_size(expected, max_bytes)
+                _check_size(expected, policy.max_bytes)
             started, received = time.monotonic(), 0
             with open(part, "ab" if have else "wb") as f:
                 for chunk in response.iter_bytes():  # unchunked: every byte received is on disk for a resume
                     have += len(chunk)
-                    _check_size(have, max_bytes)  # Content-Length may be absent or lie
+                    _check_size(have, policy.max_bytes)  # Content-Length may be absent or lie
                     f.write(chunk)
                     received += len(chunk)
                     elapsed = time.monotonic() - started
-                    if elapsed > timeout_s and received < min_bytes_per_s * elapsed:
+                    if elapsed > policy.timeout_s and received < policy.min_bytes_per_s * elapsed:
                         f.flush()
                         raise _Failure(
                             f"too slow ({received / elapsed:.0f} B/s over {elapsed:.0f} s)",
@@ -583,7 +583,7 @@ def _http_attempt(
             if expected is not None and have < expected:
                 raise _Failure(f"connection closed after {have} of {expected} bytes", "try later", transient=True)
     except httpx.TimeoutException:
-        raise _Failure(f"timed out (no data for {timeout_s:g} s)",
+        raise _Failure(f"timed out (no data for {policy.timeout_s:g} s)",
                        "the server is slow or unreachable: raise download.timeout_s or retries, or try later",
                        transient=True) from None
     except (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError) as error:
