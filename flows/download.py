@@ -19,12 +19,14 @@ from prefect import flow
 from flows.fanout import make_task_runner, map_batches
 from flows.stage import StageFailed, check_failure_fraction, publish_metrics, record_results, stage_main
 from motionmasks.download import ManifestError, read_manifest
+from motionmasks.redact import redact_text, redact_url
 from motionmasks.params import DownloadParams, Params
 from tasks.download import download_batch
 
 
 def _crashed(item: dict, reason: str) -> dict:
-    return {"id": item["id"], "url": item["url"], "status": "failed", "reason": reason}
+    return {"id": item["id"], "url": redact_url(item["url"]), "status": "failed",
+            "reason": redact_text(reason, item["url"])}
 
 
 @flow(name="download", log_prints=True)
@@ -37,7 +39,8 @@ def download(
         items = read_manifest(manifest).to_dict("records")
     except (ManifestError, FileNotFoundError) as exc:
         raise StageFailed(f"download: {exc}") from None
-    options = {k: getattr(params, k) for k in ("timeout_s", "retries", "backoff_s", "max_bytes", "min_bytes_per_s")}
+    options = {k: getattr(params, k) for k in ("timeout_s", "retries", "backoff_s", "max_bytes", "min_bytes_per_s",
+                                               "max_redirects", "max_frame_pixels")}
     rows = map_batches(download_batch, items, batch_size, _crashed, out_dir=str(out_dir), options=options)
     ok, failed = record_results("download", pd.DataFrame(rows), fetched_path, failures_path, item="id")
     metrics = {
@@ -56,7 +59,7 @@ def download(
 def _run(args, params: Params) -> None:
     runner = make_task_runner(params.runtime, "io", io_workers=params.download.parallel)
     download.with_options(task_runner=runner)(
-        args.manifest, args.out, args.fetched, args.failures, args.metrics, params.download,
+        Path(params.download.manifest), args.out, args.fetched, args.failures, args.metrics, params.download,
         # One item per task, so `download.parallel` is exactly the number of
         # simultaneous downloads and one slow server holds up nobody else.
         batch_size=1,
@@ -65,9 +68,8 @@ def _run(args, params: Params) -> None:
 
 def main() -> None:
     stage_main(
-        "Download the videos of a manifest.",
+        "Download the videos of the manifest named by download.manifest in params.yaml.",
         {
-            "manifest": "manifest CSV (id, url[, sha256])",
             "out": "folder for the fetched videos",
             "fetched": "table of fetched videos to write (.parquet)",
             "failures": "failures report to write (.csv)",

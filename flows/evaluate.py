@@ -24,7 +24,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.stage import publish_failures, publish_metrics, stage_main
 from motionmasks.download import safe_name
-from motionmasks.evaluate import frame_scores, overlay_gallery
+from motionmasks.evaluate import frame_scores, overlay_gallery, read_truth_mask
 from motionmasks.formats import atomic_path, read_map_shard, read_masks, read_table, write_table
 from motionmasks.params import EvaluateParams, Params
 from motionmasks.video import frame_files, read_frames
@@ -36,14 +36,10 @@ def load_truth(video: str, truth_dir: Path, davis: Path | None) -> dict[int, np.
     if synthetic.is_file():
         masks, frames = read_masks(synthetic)
         return {int(f): m.astype(bool) for f, m in zip(frames, masks)}
-    if davis is not None and (davis / video).is_dir():
-        truth = {}
-        for i, path in enumerate(frame_files(davis / video)):
-            mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-            if mask is None:
-                raise ValueError(f"{path}: not a readable mask image; replace or remove it")
-            truth[i] = mask > 0
-        return truth
+    # the sanitised name, never the raw id: an id like "../../x" must not reach outside the folder
+    folder = davis / safe_name(video) if davis is not None else None
+    if folder is not None and folder.is_dir():
+        return {i: read_truth_mask(path) for i, path in enumerate(frame_files(folder))}
     return None
 
 

@@ -20,6 +20,7 @@ from prefect import get_run_logger
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
 from motionmasks.params import RuntimeParams
+from motionmasks.redact import redact_text
 
 DASK_ADDRESS_ENV = "MOTIONMASKS_DASK_ADDRESS"
 
@@ -73,7 +74,7 @@ def map_batches(
         try:
             rows.extend(future.result())
         except Exception as exc:  # a crashed batch must not lose the others
-            reason = f"batch crashed: {type(exc).__name__}: {exc}"
+            reason = redact_text(f"batch crashed: {type(exc).__name__}: {exc}")
             logger.error("%s (items: %s)", reason, ", ".join(str(next(iter(i.values()))) for i in batch))
             rows.extend(on_batch_failure(item, reason) for item in batch)
     return rows

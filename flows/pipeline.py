@@ -4,7 +4,8 @@ not change is skipped and the run says so. Each stage's outcome, duration,
 reasons and metrics become a Prefect task run and artifacts.
 
 One Prefect API serves the whole run: ``use_prefect_server`` reuses
-``PREFECT_API_URL`` or a dashboard already listening locally, or starts one
+``PREFECT_API_URL`` or the dashboard this project started (never whatever else
+answers on its port), or starts one
 temporary server and exports its address, so every stage process (started by
 DVC) reports to it instead of starting its own.
 """
@@ -38,12 +39,45 @@ def _api_healthy(url: str) -> bool:
         return False
 
 
+def _dashboard_record(root: Path) -> Path:
+    return root / ".prefect" / "dashboard.json"
+
+
+def record_dashboard(root: Path, pid: int, url: str) -> None:
+    """Note that this project's ``motionmasks dashboard`` (process ``pid``) serves ``url``."""
+    from motionmasks.formats import write_json
+
+    write_json({"pid": pid, "url": url}, _dashboard_record(root))
+
+
+def forget_dashboard(root: Path, pid: int) -> None:
+    record = _dashboard_record(root)
+    with contextlib.suppress(FileNotFoundError, ValueError, KeyError, json.JSONDecodeError):
+        if json.loads(record.read_text())["pid"] == pid:
+            record.unlink()
+
+
+def project_dashboard(root: Path) -> str | None:
+    """The API of the dashboard this project started, if it still runs and answers; else None.
+
+    Only a server this project started counts: whatever else listens on port
+    4200 (another user's, another program) never receives this run's logs.
+    """
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        record = json.loads(_dashboard_record(root).read_text())
+        pid, url = int(record["pid"]), str(record["url"])
+        os.kill(pid, 0)  # ProcessLookupError (an OSError) when it is gone
+        if _api_healthy(url):
+            return url
+    return None
+
+
 @contextlib.contextmanager
-def use_prefect_server() -> Iterator[str]:
+def use_prefect_server(root: Path) -> Iterator[str]:
     """Yield the API URL that this run and all its stage processes report to."""
-    url = os.environ.get("PREFECT_API_URL")
-    if not url and _api_healthy(DASHBOARD_API):
-        url = DASHBOARD_API  # `motionmasks dashboard` is running: show this run there
+    url = os.environ.get("PREFECT_API_URL")  # named by the user
+    if not url:
+        url = project_dashboard(root)  # this project's `motionmasks dashboard` is running: show the run there
     if url:
         os.environ["PREFECT_API_URL"] = url
         yield url
@@ -115,7 +149,7 @@ def stage_plan(root: Path, targets: list[str] | None = None) -> list[dict[str, A
     current_params = yaml.safe_load(params_file.read_text()) if params_file.is_file() else {}
     lock_file = root / "dvc.lock"
     locked = (yaml.safe_load(lock_file.read_text()) or {}).get("stages", {}) if lock_file.is_file() else {}
-    with Repo(str(root)) as repo:
+    with Repo(str(root)) as repo, _dvc_lock_is_busy():
         graph = get_active_graph(repo.index.graph)
         stages = [s for s in repo.index.stages if targets is None or s.addressing in targets]
         if targets:
@@ -139,6 +173,17 @@ def stage_plan(root: Path, targets: list[str] | None = None) -> list[dict[str, A
         return plan
 
 
+@contextlib.contextmanager
+def _dvc_lock_is_busy() -> Iterator[None]:
+    from dvc.lock import LockError
+
+    try:
+        yield
+    except LockError:
+        raise PipelineFailed("a DVC command (dvc repro, dvc exp run, ...) holds this project's lock; wait for it "
+                             "to finish, then run again (its outputs are safe)") from None
+
+
 def read_metrics(root: Path, paths: list[str]) -> dict[str, Any]:
     metrics = {}
     for path in paths:
@@ -157,7 +202,7 @@ def run_stage(root: Path, name: str, reasons: list[str], force: bool, metric_pat
     if reasons or force:
         logger.info("stage %s runs: %s", name, "; ".join(reasons) or "forced")
     try:
-        with Repo(str(root)) as repo:
+        with Repo(str(root)) as repo, _dvc_lock_is_busy():
             ran = repo.reproduce(name, single_item=True, force=force)
         outcome = "ran" if ran else "skipped (up to date)"
     except Exception as exc:

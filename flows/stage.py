@@ -14,7 +14,7 @@ from typing import Any, Callable
 import pandas as pd
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from motionmasks.formats import write_json, write_table
+from motionmasks.formats import sweep_temporaries, write_json, write_table
 from motionmasks.params import Params, ParamsError, load_params
 
 FAILURE_COLUMNS = ["item", "reason"]
@@ -94,8 +94,13 @@ def stage_main(description: str, paths: dict[str, str], run: Callable[[argparse.
     args = parser.parse_args()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     logging.getLogger("prefect").setLevel(os.environ.get("MOTIONMASKS_LOG_LEVEL", "INFO"))
+    for name in paths:  # a killed earlier run's temporaries sit beside (or inside) the paths
+        path = getattr(args, name)
+        for folder in (path.parent, path):
+            for leftover in sweep_temporaries(folder):
+                print(f"removed {leftover}: left by a run that was killed", file=sys.stderr)
     try:
-        params = load_params(args.params)
+        params = load_params(args.params, complete=True)
         run(args, params)
     except (ParamsError, StageFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)

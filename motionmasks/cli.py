@@ -10,10 +10,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -35,6 +37,52 @@ def _prefect_defaults(root: Path) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
+@contextlib.contextmanager
+def _run_lock(root: Path) -> Iterator[None]:
+    """One pipeline run at a time in a project folder; a second one is told so and stops.
+
+    An OS file lock: it is released when the holder exits, even when killed.
+    """
+    import fcntl
+
+    path = root / ".dvc" / "tmp" / "motionmasks-run.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise RunBusy(f"another run holds this project's lock ({holder}); wait for it to finish, then run "
+                          "again (its outputs are safe)") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"motionmasks run, pid {os.getpid()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+
+
+class RunBusy(RuntimeError):
+    """Another run (ours or a plain `dvc` command) holds the project."""
+
+
+def _check_dvc_lock(root: Path) -> None:
+    """Fail with one line, not DVC's tracebacks, when a `dvc repro`/`dvc exp run` holds the repository."""
+    from dvc.lock import LockError, make_lock
+
+    lock = make_lock(os.path.join(root, ".dvc", "tmp", "lock"), tmp_dir=os.path.join(root, ".dvc", "tmp"))
+    try:
+        lock.lock()
+    except LockError:
+        raise RunBusy("a DVC command (dvc repro, dvc exp run, ...) holds this project's lock; wait for it to finish, "
+                      "then run again (its outputs are safe)") from None
+    lock.unlock()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     root = _project_root()
     _prefect_defaults(root)
@@ -43,17 +91,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     from motionmasks.params import ParamsError, load_params
 
     try:
-        load_params(root / "params.yaml")  # fail before any stage starts
+        load_params(root / "params.yaml", complete=True)  # fail before any stage starts
     except ParamsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    with use_prefect_server() as url:
-        print(f"Prefect API: {url}")
-        try:
-            results = pipeline(root, args.stages or None, args.force)
-        except PipelineFailed as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+    try:
+        with _run_lock(root):
+            _check_dvc_lock(root)
+            with use_prefect_server(root) as url:
+                print(f"Prefect API: {url}")
+                results = pipeline(root, args.stages or None, args.force)
+    except RunBusy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except PipelineFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print("\nstage       outcome                      seconds")
     for r in results:
         print(f"{r['stage']:<11} {r['outcome']:<28} {r['seconds']:>7.1f}")
@@ -81,14 +134,28 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
+    from flows.pipeline import DASHBOARD_API, forget_dashboard, record_dashboard
+
     root = _project_root()
     _prefect_defaults(root)
     print(f"Prefect dashboard: {DASHBOARD_HINT}  (runs started while it is up report here; Ctrl-C stops it)")
-    return subprocess.call([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", "4200"])
+    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                               "--port", "4200"])
+    # Runs send their logs only to a server this project started (or one the user names in
+    # PREFECT_API_URL), never to whatever else answers on port 4200.
+    record_dashboard(root, server.pid, DASHBOARD_API)
+    try:
+        return server.wait()
+    except KeyboardInterrupt:
+        server.terminate()
+        return server.wait()
+    finally:
+        forget_dashboard(root, server.pid)
 
 
-def _segmenter_options(params_path: Path) -> dict:
-    """The pipeline's own shots/motion/consensus settings: params.yaml if there, else the defaults."""
+def _segmenter_options(params_path: Path) -> tuple[dict, int]:
+    """The pipeline's own shots/motion/consensus settings (params.yaml if there, else the defaults)
+    and its limit on frame size."""
     from motionmasks.params import Params, load_params
 
     params = load_params(params_path) if params_path.is_file() else Params()
@@ -97,23 +164,48 @@ def _segmenter_options(params_path: Path) -> dict:
         "motion": params.motion.model_dump(exclude={"max_side", "max_failure_fraction"}),
         "consensus": params.consensus.model_dump(exclude={"max_failure_fraction"}),
         "chunk": params.shots.max_shot,  # longest window segmented at once, as the pipeline's shots
-    }
+    }, params.download.max_frame_pixels
+
+
+def _output_problem(source: Path, target: Path) -> str | None:
+    """Why ``target`` (replaced by the masks of ``source``) must not be written, or None."""
+    from motionmasks.formats import NotOurFolderError, check_replaceable
+
+    src, dst = source.resolve(), target.resolve()
+    if src == dst or dst in src.parents:
+        return f"the output folder {target} would replace the input {source}; choose another --out"
+    if source.is_dir() and src in dst.parents:
+        return f"the output folder {target} is inside the input frame folder {source}; choose another --out"
+    try:
+        check_replaceable(target)
+    except NotOurFolderError as exc:
+        return str(exc)
+    return None
+
+
+def _error_line(source: Path, exc: BaseException) -> str:
+    message = str(exc)
+    return message if str(source) in message else f"{source}: {message}"  # name the input once
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
     import cv2
     from tqdm import tqdm
 
-    from motionmasks.formats import atomic_dir
+    from motionmasks.formats import atomic_dir, sweep_temporaries
     from motionmasks.params import ParamsError
     from motionmasks.segment import segment_video
     from motionmasks.video import frame_files, probe
 
     try:
-        options = _segmenter_options(args.params)
+        options, max_pixels = _segmenter_options(args.params)
     except ParamsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.out.exists() and not args.out.is_dir():
+        print(f"error: --out {args.out} is a file; give a folder", file=sys.stderr)
+        return 2
+    sweep_temporaries(args.out)  # left by a killed earlier segment into this folder
     names = [source.name if source.is_dir() else source.stem for source in args.inputs]
     clashes = sorted({n for n in names if names.count(n) > 1})
     if clashes:
@@ -122,8 +214,13 @@ def cmd_segment(args: argparse.Namespace) -> int:
         return 2
     failed = 0
     for source, name in zip(args.inputs, names):
+        problem = _output_problem(source, args.out / name)
+        if problem:
+            failed += 1
+            print(f"error: {source}: {problem}; nothing written for it", file=sys.stderr)
+            continue
         try:
-            info = probe(source, exact=False)
+            info = probe(source, exact=False, max_pixels=max_pixels)
             stems = [p.stem for p in frame_files(source)] if source.is_dir() else None
             with atomic_dir(args.out / name) as tmp, tqdm(total=info.frames, desc=name, unit="frame",
                                                            disable=args.quiet) as bar:
@@ -136,7 +233,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
             print(f"{source}: masks in {args.out / name}")
         except Exception as exc:  # one bad input never stops the others
             failed += 1
-            print(f"error: {source}: {exc}; nothing written for it", file=sys.stderr)
+            print(f"error: {_error_line(source, exc)}; nothing written for it", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -163,6 +260,8 @@ def cmd_score(args: argparse.Namespace) -> int:
             p, r = (results[main_t]["sequences"][seq][k] for k in ("precision", "recall"))
         print(seq.ljust(24) + "".join(f"{j:9.3f}" for j in js) + f"  {p:9.3f}  {r:6.3f}")
     out = args.json or args.pred / "scores.json"
+    if out.is_dir():
+        out = out / "scores.json"
     write_json({"thresholds": results, "precision_recall_threshold": float(main_t)}, out)
     print(f"written: {out}")
     return 0

@@ -23,6 +23,7 @@ that is not a video), which fail at once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -32,7 +33,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
@@ -40,7 +41,8 @@ import httpx
 import pandas as pd
 
 from .formats import atomic_dir, atomic_path, read_table
-from .video import VideoError, frame_files, probe
+from .redact import redact_text, redact_url
+from .video import DEFAULT_MAX_FRAME_PIXELS, VideoError, frame_files, probe
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +58,9 @@ TRANSIENT_STATUS = frozenset({408, 425, 429})  # plus every 5xx
 _SAFE_CHAR = re.compile(r"[^A-Za-z0-9._-]")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _MAX_NAME = 120  # well under the 255-byte file-name limit, with room for suffixes
+REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
+
+logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines print every request url, secrets included
 
 
 class ManifestError(ValueError):
@@ -127,6 +132,8 @@ class _Policy:
     backoff_s: float
     max_bytes: int
     min_bytes_per_s: float
+    max_redirects: int
+    max_frame_pixels: int
     sleep: Callable[[float], None]
 
 
@@ -262,6 +269,8 @@ def fetch_one(
     backoff_s: float = 1.0,
     max_bytes: int = 2_000_000_000,
     min_bytes_per_s: float = 1024.0,
+    max_redirects: int = 5,
+    max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS,
     sleep: Callable[[float], None] = time.sleep,
     client: httpx.Client | None = None,
 ) -> FetchResult:
@@ -296,6 +305,13 @@ def fetch_one(
         seconds: a server that trickles bytes (each within the stall timeout)
         would otherwise hold its worker forever. A too-slow attempt is a
         transient failure (retried, resumed).
+    max_redirects : int
+        Most HTTP redirects followed for one attempt. The size cap holds
+        across them (a redirect's own body is never read), and an https url
+        is never redirected to plain http.
+    max_frame_pixels : int
+        Largest frame (width x height) accepted; checked from the header
+        before a frame is decoded.
     sleep : callable
         Waits between attempts (injected by tests).
     client : httpx.Client, optional
@@ -304,27 +320,32 @@ def fetch_one(
     Returns
     -------
     FetchResult
-        ``status == "ok"`` with the probed video facts, or ``"failed"`` with a reason.
+        ``status == "ok"`` with the probed video facts, or ``"failed"`` with a
+        reason. Its ``url`` and ``reason`` are redacted (:func:`redact_url`):
+        credentials in the url are used for the fetch and never stored.
     """
     started = time.monotonic()
-    result = FetchResult(id=str(video_id), url=str(url), status="failed")
+    url = str(url)
+    result = FetchResult(id=str(video_id), url=redact_url(url), status="failed")
     try:
         sha256 = str(sha256 or "").strip().lower()
-        policy = _Policy(timeout_s, retries, backoff_s, max_bytes, min_bytes_per_s, sleep)
-        _fetch(result, Path(out_dir), sha256, policy, client)
+        policy = _Policy(timeout_s, retries, backoff_s, max_bytes, min_bytes_per_s, max_redirects, max_frame_pixels,
+                         sleep)
+        _fetch(result, url, Path(out_dir), sha256, policy, client)
     except _Failure as failure:
         result.reason = _reason(result, failure)
     except OSError as error:  # our side: disk full, no permission on out_dir
         result.reason = (
-            f"{video_id}: could not read or write a file while fetching {url} ({error}); "
+            f"{video_id}: could not read or write a file while fetching {result.url} ({error}); "
             "check free disk space and permissions of the output folder"
         )
     except Exception as error:  # an item must never stop the batch
-        logger.exception("%s: unexpected error", video_id)
+        logger.error("%s: unexpected %s: %s", video_id, type(error).__name__, redact_text(str(error), url))
         result.reason = (
-            f"{video_id}: unexpected {type(error).__name__} while fetching {url}: {error}; "
+            f"{video_id}: unexpected {type(error).__name__} while fetching {result.url}: {error}; "
             "this is a bug in the download stage, please report it with this message"
         )
+    result.reason = redact_text(result.reason, url)
     if result.status != "ok":
         result.path = result.frames = result.fps = result.width = result.height = result.duration_s = None
     result.seconds = round(time.monotonic() - started, 3)
@@ -350,11 +371,11 @@ def fetch_batch(items: list[dict], out_dir: str | os.PathLike, *, parallel: int 
         except ValueError:
             name = ""
         if not name or not url:
-            rows[i] = FetchResult(video_id, url, "failed", reason=(
+            rows[i] = FetchResult(video_id, redact_url(url), "failed", reason=(
                 f"item {i} ({video_id or 'no id'}): needs a non-empty id and url; fix the manifest row"
             )).row()
         elif name in seen:
-            rows[i] = FetchResult(video_id, url, "failed", reason=(
+            rows[i] = FetchResult(video_id, redact_url(url), "failed", reason=(
                 f"{video_id}: same output name {name!r} as id {seen[name]!r} earlier in the batch; "
                 "give every video its own id"
             )).row()
@@ -375,8 +396,9 @@ def fetch_batch(items: list[dict], out_dir: str | os.PathLike, *, parallel: int 
 
 
 def _new_client() -> httpx.Client:
-    # identity: Content-Length and Range must count the bytes of the file itself, not of a gzip of it
-    return httpx.Client(follow_redirects=True, headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
+    # identity: Content-Length and Range must count the bytes of the file itself, not of a gzip of it.
+    # Redirects are followed by _open, which never reads a redirect's body (httpx would, uncapped).
+    return httpx.Client(follow_redirects=False, headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
 
 
 def _reason(result: FetchResult, failure: _Failure) -> str:
@@ -386,6 +408,7 @@ def _reason(result: FetchResult, failure: _Failure) -> str:
 
 def _fetch(
     result: FetchResult,
+    url: str,
     out_dir: Path,
     sha256: str,
     policy: _Policy,
@@ -398,26 +421,29 @@ def _fetch(
         raise _Failure("empty or non-text id", "give the row an id", transient=False) from None
     if sha256 and not _SHA256.match(sha256):
         raise _Failure(f"sha256 {sha256!r} is not 64 hex digits", "fix or clear the sha256 column", transient=False)
-    if not result.url.strip():
+    if not url.strip():
         raise _Failure("empty url", "give the row a url or drop it", transient=False)
-    parsed = urlparse(result.url)
+    try:
+        parsed = urlparse(url)
+    except ValueError as error:
+        raise _Failure(f"malformed url ({error})", "fix the url", transient=False) from None
     scheme = parsed.scheme.lower()
     if scheme in ("http", "https"):
-        _fetch_http(result, out_dir, name, sha256, policy, client)
+        _fetch_http(result, url, out_dir, name, sha256, policy, client)
         return
     if scheme == "file":
         if parsed.netloc not in ("", "localhost"):
             raise _Failure(f"file url names host {parsed.netloc!r}", "write file:///absolute/path", transient=False)
         source = Path(url2pathname(unquote(parsed.path)))
-    elif _is_local(result.url):
-        source = Path(result.url).expanduser()
+    elif _is_local(url):
+        source = Path(url).expanduser()
     else:
         raise _Failure(
             f"unsupported url scheme {scheme!r}",
             "use an http(s):// or file:// url or a local path (fetch other sources by hand)",
             transient=False,
         )
-    _fetch_local(result, source, out_dir, name, sha256, policy.max_bytes)
+    _fetch_local(result, source, out_dir, name, sha256, policy)
 
 
 def _suffix(path: str) -> str:
@@ -425,32 +451,35 @@ def _suffix(path: str) -> str:
     return suffix if suffix in VIDEO_SUFFIXES else DEFAULT_SUFFIX
 
 
-def _fetch_local(result: FetchResult, source: Path, out_dir: Path, name: str, sha256: str, max_bytes: int) -> None:
+def _fetch_local(result: FetchResult, source: Path, out_dir: Path, name: str, sha256: str, policy: _Policy) -> None:
     result.attempts = 1  # local copies are not retried: a missing or bad file stays so
     if source.is_dir():
         if sha256:
             raise _Failure("a sha256 was given for a frame folder", "checksums apply to single files; clear it",
                            transient=False)
-        files = frame_files(source)
+        try:
+            files = frame_files(source)
+        except VideoError as error:
+            raise _Failure(str(error), "fix the frame folder", transient=False) from None
         size = sum(f.stat().st_size for f in files)
         result.bytes = size
-        _check_size(size, max_bytes)
+        _check_size(size, policy.max_bytes)
+        _probe_into(result, source, "", policy.max_frame_pixels)  # before copying: headers, sizes, first frame
         dest = out_dir / (name + FRAME_FOLDER_SUFFIX)
         with atomic_dir(dest) as tmp:
             for f in files:
                 shutil.copyfile(f, tmp / f.name)
-            _probe_into(result, tmp, "")
         result.path, result.status = str(dest), "ok"
         return
     if not source.is_file():
         raise _Failure(f"no such file or folder {source}", "fix the path in the manifest", transient=False)
     size = source.stat().st_size
     result.bytes = size
-    _check_size(size, max_bytes)
+    _check_size(size, policy.max_bytes)
     dest = out_dir / (name + _suffix(source.name))
     with atomic_path(dest) as tmp:
         shutil.copyfile(source, tmp)
-        _verify(result, tmp, sha256, "")
+        _verify(result, tmp, sha256, "", policy.max_frame_pixels)
     result.path, result.status = str(dest), "ok"
 
 
@@ -463,7 +492,7 @@ def _check_size(size: int, max_bytes: int) -> None:
         )
 
 
-def _verify(result: FetchResult, path: Path, sha256: str, content_type: str) -> None:
+def _verify(result: FetchResult, path: Path, sha256: str, content_type: str, max_pixels: int) -> None:
     if sha256:
         with open(path, "rb") as f:
             digest = hashlib.file_digest(f, "sha256").hexdigest()
@@ -473,30 +502,32 @@ def _verify(result: FetchResult, path: Path, sha256: str, content_type: str) -> 
                 "the file changed or the manifest is wrong: fix the sha256 or the url",
                 transient=False,
             )
-    _probe_into(result, path, content_type)
+    _probe_into(result, path, content_type, max_pixels)
 
 
-def _probe_into(result: FetchResult, path: Path, content_type: str) -> None:
+def _probe_into(result: FetchResult, path: Path, content_type: str, max_pixels: int) -> None:
     try:
-        info = probe(path, exact=False)  # first frame only: proves it decodes without reading it all
+        info = probe(path, exact=False, max_pixels=max_pixels)  # first frame only: proves it decodes
     except (VideoError, OSError) as error:
         sent = f" (the server sent {content_type})" if content_type else ""
         detail = str(error).removeprefix(f"{path}: ")  # the temporary name means nothing to the reader
-        raise _Failure(f"{detail}{sent}", "the url does not point at a video: fix it or drop the row",
-                       transient=False) from None
+        todo = ("raise download.max_frame_pixels or shrink the video" if "pixels per frame" in detail
+                else "the url does not point at a video: fix it or drop the row")
+        raise _Failure(f"{detail}{sent}", todo, transient=False) from None
     result.frames, result.fps = info.frames, info.fps
     result.width, result.height, result.duration_s = info.width, info.height, info.duration_s
 
 
 def _fetch_http(
     result: FetchResult,
+    url: str,
     out_dir: Path,
     name: str,
     sha256: str,
     policy: _Policy,
     client: httpx.Client | None,
 ) -> None:
-    dest = out_dir / (name + _suffix(urlparse(result.url).path))
+    dest = out_dir / (name + _suffix(urlparse(url).path))
     part = dest.with_name(dest.name + PART_SUFFIX)
     out_dir.mkdir(parents=True, exist_ok=True)
     part.unlink(missing_ok=True)  # left by a killed run: its source may have changed since, so start afresh
@@ -508,7 +539,7 @@ def _fetch_http(
         while True:
             result.attempts += 1
             try:
-                _http_attempt(client, result.url, part, source, policy)
+                _http_attempt(client, url, part, source, policy)
                 break
             except _Failure as failure:
                 result.bytes = part.stat().st_size if part.exists() else 0
@@ -517,13 +548,13 @@ def _fetch_http(
                 delay = policy.backoff_s * 2 ** (result.attempts - 1)
                 if failure.retry_after_s is not None:
                     delay = max(delay, min(failure.retry_after_s, RETRY_AFTER_CAP_S))
-                logger.warning("%s: %s; retry %d/%d in %.1f s", result.id, failure.what, result.attempts,
-                               policy.retries, delay)
+                logger.warning("%s: %s; retry %d/%d in %.1f s", result.id, redact_text(failure.what, url),
+                               result.attempts, policy.retries, delay)
                 policy.sleep(delay)
         result.bytes = part.stat().st_size
         with atomic_path(dest) as tmp:
             os.replace(part, tmp)
-            _verify(result, tmp, sha256, source.content_type)
+            _verify(result, tmp, sha256, source.content_type, policy.max_frame_pixels)
         result.path, result.status = str(dest), "ok"
     finally:
         part.unlink(missing_ok=True)
@@ -542,7 +573,7 @@ def _http_attempt(
         if source.validator:
             headers["If-Range"] = source.validator  # changed since? the server then sends it all (200)
     try:
-        with client.stream("GET", url, headers=headers, timeout=policy.timeout_s) as response:
+        with _open(client, url, headers, policy) as response:
             status = response.status_code
             if status == 416 and have:
                 part.unlink(missing_ok=True)  # our partial file does not fit the resource any more
@@ -591,6 +622,34 @@ def _http_attempt(
                        "check the network or the host, or try later", transient=True) from None
     except httpx.HTTPError as error:  # too many redirects, a redirect to another scheme, a malformed url
         raise _Failure(f"{type(error).__name__}: {error}", "fix the url", transient=False) from None
+
+
+@contextlib.contextmanager
+def _open(client: httpx.Client, url: str, headers: dict[str, str], policy: _Policy) -> Iterator[httpx.Response]:
+    """GET ``url`` as a stream, following at most ``policy.max_redirects`` redirects by hand.
+
+    A redirect's body is never read (httpx's own following reads it whole,
+    with no cap), only http(s) targets are followed, and https never goes
+    down to http.
+    """
+    for _ in range(policy.max_redirects + 1):
+        request = client.build_request("GET", url, headers=headers, timeout=policy.timeout_s)
+        response = client.send(request, stream=True)
+        if response.status_code not in REDIRECT_STATUS or "Location" not in response.headers:
+            try:
+                yield response
+            finally:
+                response.close()
+            return
+        target = str(response.url.join(response.headers["Location"]))
+        response.close()
+        old, new = urlparse(url).scheme.lower(), urlparse(target).scheme.lower()
+        if new not in ("http", "https") or (old == "https" and new == "http"):
+            raise _Failure(f"redirected from {old} to {redact_url(target)}",
+                           "only http(s) redirects that keep https are followed: use the final url", transient=False)
+        url = target
+    raise _Failure(f"more than {policy.max_redirects} redirects",
+                   "use the final url, or raise download.max_redirects", transient=False)
 
 
 def _status_failure(response: httpx.Response) -> _Failure:

@@ -20,8 +20,12 @@ whatever its length), as in the DAVIS-2016 protocol.
 
 Predictions are soft maps in [0, 1] (8-bit input is divided by 255) and are
 binarised with ``p >= threshold``. The default 0.5 is the usual one; the
-paper's trimap thresholds 0.4 and 0.7 are worth reporting too. Ground truth is
-any nonzero pixel.
+paper's trimap thresholds 0.4 and 0.7 are worth reporting too.
+
+Ground truth is a binary mask image, 0/255 (DAVIS-2016) or 0/1, read by
+:func:`read_truth_mask` alone: anything else (a mask with values 1-2 in its
+background, a colour image) is refused with the values found, because
+counting every nonzero pixel as foreground would score it silently wrong.
 """
 
 from __future__ import annotations
@@ -186,7 +190,15 @@ def _visible(entries: Iterable[Path]) -> list[Path]:
 
 
 def _png_frames(folder: Path) -> dict[str, Path]:
-    return {p.name: p for p in _visible(folder.glob("*.png")) if p.is_file()}
+    """PNG frames of a sequence folder by frame name (the stem: ``00000.png`` and ``00000.PNG`` are one frame)."""
+    frames: dict[str, Path] = {}
+    for p in _visible(folder.iterdir()):
+        if p.suffix.lower() != ".png" or not p.is_file():
+            continue
+        if p.stem in frames:
+            raise ScoreError(f"{folder}: two files for frame {p.stem}: {frames[p.stem].name} and {p.name}; keep one")
+        frames[p.stem] = p
+    return frames
 
 
 def _read_png(path: Path) -> np.ndarray:
@@ -194,6 +206,32 @@ def _read_png(path: Path) -> np.ndarray:
     if image is None:
         raise ScoreError(f"{path}: cannot be read as an image; rewrite it as a PNG")
     return image
+
+
+def read_truth_mask(path: str | os.PathLike) -> np.ndarray:
+    """A ground-truth mask file as a boolean array (H, W): the one reader of ground truth.
+
+    Accepted: a single-channel (or grey stored as colour) image whose values
+    are 0/255 or 0/1. Anything else raises :class:`ScoreError` naming the file
+    and the values found, so a mask with a noisy background (values 1-2) or a
+    multi-object colour annotation never scores silently wrong.
+    """
+    path = Path(path)
+    image = _read_png(path)
+    if image.ndim == 3:
+        colour = image[..., :3]  # alpha is no label
+        if not (colour == colour[..., :1]).all():
+            raise ScoreError(f"{path}: ground truth is a colour image; give a binary mask (0/255 or 0/1, one "
+                             "channel), e.g. one object's mask of a multi-object annotation")
+        image = colour[..., 0]
+    if image.dtype != np.uint8:
+        raise ScoreError(f"{path}: ground truth is {image.dtype}; give an 8-bit binary mask (0/255 or 0/1)")
+    present = np.flatnonzero(np.bincount(image.ravel(), minlength=256))
+    if not (set(present) <= {0, 255} or set(present) <= {0, 1}):
+        shown = ", ".join(str(v) for v in present[:8]) + (f" and {len(present) - 8} more" if len(present) > 8 else "")
+        raise ScoreError(f"{path}: ground truth must be binary, 0/255 or 0/1, but holds the values {shown}; "
+                         "binarise it (e.g. mask > 127) before scoring")
+    return image > 0
 
 
 def score_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, *, threshold: float = 0.5) -> dict:
@@ -210,8 +248,8 @@ def score_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, *, thr
         Predictions: single-channel PNGs, 8-bit (0-255, divided by 255) or
         16-bit (divided by 65535), soft or binary.
     gt_dir : path
-        Ground truth, e.g. ``DAVIS/Annotations/480p``: PNGs where any nonzero
-        pixel (in any channel) is foreground.
+        Ground truth, e.g. ``DAVIS/Annotations/480p``: binary PNGs, 0/255 or
+        0/1 (see :func:`read_truth_mask`).
     threshold : float, default 0.5
         Predictions are foreground where ``p >= threshold``.
 
@@ -246,8 +284,8 @@ def score_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, *, thr
     problems, pairs = [], {}
     for seq in sequences:
         pred_frames, gt_frames = _png_frames(pred_dir / seq), _png_frames(gt_dir / seq)
-        missing = sorted(gt_frames.keys() - pred_frames.keys())
-        extra = sorted(pred_frames.keys() - gt_frames.keys())
+        missing = sorted(gt_frames[k].name for k in gt_frames.keys() - pred_frames.keys())
+        extra = sorted(pred_frames[k].name for k in pred_frames.keys() - gt_frames.keys())
         if missing:
             problems.append(f"{seq}: {len(missing)} ground-truth frame(s) have no prediction: {_listed(missing)}")
         if extra:
@@ -263,15 +301,14 @@ def score_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, *, thr
     for seq in sequences:
         preds, gts, bad = [], [], []
         for pred_path, gt_path in pairs[seq]:
-            pred, gt = _read_png(pred_path), _read_png(gt_path)
+            pred, gt = _read_png(pred_path), read_truth_mask(gt_path)
             if pred.ndim != 2:
                 raise ScoreError(f"{pred_path}: prediction has shape {pred.shape}; write single-channel PNGs")
-            if pred.shape != gt.shape[:2]:
+            if pred.shape != gt.shape:
                 bad.append(f"{pred_path.name} ({pred.shape[1]}x{pred.shape[0]} vs {gt.shape[1]}x{gt.shape[0]})")
                 continue
             preds.append(pred)
-            # colour/palette annotations: foreground is any nonzero colour (alpha, if any, is not a label)
-            gts.append(gt[..., :3].any(axis=2) if gt.ndim == 3 else gt)
+            gts.append(gt)
         if bad:
             mismatched.append(f"{seq}: {len(bad)} frame(s) differ in size (prediction vs ground truth, WxH): "
                               f"{_listed(bad)}")

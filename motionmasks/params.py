@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from motionmasks.video import DEFAULT_MAX_FRAME_PIXELS
 
 
 class ParamsError(ValueError):
@@ -20,7 +22,8 @@ class ParamsError(ValueError):
 
 
 class _Group(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf and nan are no sensible value of any knob here (an infinite timeout hangs a worker for ever)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class CorpusParams(_Group):
@@ -54,12 +57,23 @@ class CorpusParams(_Group):
 class DownloadParams(_Group):
     manifest: str = "data/corpus/manifest.csv"  # CSV: id, url[, sha256]
     parallel: int = Field(8, ge=1, le=256)  # simultaneous downloads
-    timeout_s: float = Field(30.0, gt=0)
+    timeout_s: float = Field(30.0, gt=0, le=3600)  # stall timeout: no byte for this long
     retries: int = Field(3, ge=0, le=20)  # extra attempts on transient errors only
-    backoff_s: float = Field(1.0, ge=0)  # first retry delay; doubles each time
+    backoff_s: float = Field(1.0, ge=0, le=600)  # first retry delay; doubles each time
     max_bytes: int = Field(2_000_000_000, gt=0)
     min_bytes_per_s: float = Field(1024.0, ge=0)  # slower on average after timeout_s: retried later
+    max_redirects: int = Field(5, ge=0, le=20)  # per attempt; the size cap holds across them
+    max_frame_pixels: int = Field(DEFAULT_MAX_FRAME_PIXELS, ge=1)  # width x height; larger frames are refused unread
     max_failure_fraction: float = Field(0.5, ge=0, le=1)  # more failures than this fail the stage
+
+    @field_validator("manifest")
+    @classmethod
+    def _manifest(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must name the manifest CSV (id,url[,sha256]), e.g. data/corpus/manifest.csv")
+        if any(ord(c) < 32 for c in value):
+            raise ValueError("must be a path without control characters (newlines, tabs)")
+        return value
 
 
 class ShotsParams(_Group):
@@ -74,6 +88,13 @@ class ShotsParams(_Group):
     min_shot: int = Field(10, ge=1)  # shorter shots are listed as too_short and not used
     max_shot: int = Field(110, ge=1)  # longer shots are subsampled to about this many frames
     max_failure_fraction: float = Field(0.5, ge=0, le=1)  # more failed videos than this fail the stage
+
+    @model_validator(mode="after")
+    def _shot_lengths(self) -> "ShotsParams":
+        if self.min_shot > self.max_shot:
+            raise ValueError(f"shots.min_shot ({self.min_shot}) must not exceed shots.max_shot ({self.max_shot}): "
+                             "no shot could be used")
+        return self
 
 
 class MotionParams(_Group):
@@ -167,24 +188,71 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{key}: {message} (given: {given!r})"
 
 
-def parse_params(raw: Any, source: str = "params.yaml") -> Params:
+# What dvc.yaml itself reads from params.yaml (``${...}``): without them DVC cannot even parse the pipeline.
+PIPELINE_KEYS = ("download.manifest",)
+
+
+def parse_params(raw: Any, source: str = "params.yaml", *, complete: bool = False) -> Params:
+    """Validate a parsed params mapping into :class:`Params`.
+
+    With ``complete`` (the pipeline's params.yaml) every group must be present,
+    and every key dvc.yaml interpolates: DVC tracks the groups as they are
+    written, so a group left to the built-in defaults would not be tracked.
+    """
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ParamsError(f"{source}: expected a mapping of stage groups, got {type(raw).__name__}")
+    problems = []
+    if complete and not raw:
+        raise ParamsError(f"{source} is empty; it must hold every stage's group ({', '.join(Params.model_fields)}): "
+                          "restore it from git (git checkout params.yaml)")
+    if complete:
+        for group in Params.model_fields:
+            if group not in raw:
+                problems.append(f"{group}: group missing; every stage's group must be written out "
+                                f"(copy it from the project's params.yaml)")
+            elif raw[group] is None:
+                problems.append(f"{group}: group is empty; write its keys out (or delete the line)")
+        for key in PIPELINE_KEYS:
+            group, name = key.split(".")
+            if isinstance(raw.get(group), dict) and name not in raw[group]:
+                problems.append(f"{key}: missing; dvc.yaml reads it")
     try:
-        return Params.model_validate(raw)
+        params = Params.model_validate({k: v for k, v in raw.items() if v is not None})
     except ValidationError as exc:
-        lines = [_describe(err) for err in exc.errors()]
-        raise ParamsError(f"{source} is not valid; fix these keys:\n  " + "\n  ".join(lines)) from None
+        problems += [_describe(err) for err in exc.errors()]
+    if problems:
+        raise ParamsError(f"{source} is not valid; fix these keys:\n  " + "\n  ".join(problems))
+    return params
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader (no Python objects) that refuses a key written twice instead of keeping the last."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is written twice", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def load_params(path: str | Path = "params.yaml", *, complete: bool = False) -> Params:
+    """Read and validate a params file; ``complete`` for the pipeline's own (see :func:`parse_params`)."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except FileNotFoundError:
         raise ParamsError(f"{path}: not found; run from the project root or pass --params") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ParamsError(f"{path}: cannot be read ({exc})") from None
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from None
-    return parse_params(raw, str(path))
+    return parse_params(raw, str(path), complete=complete)

@@ -7,6 +7,7 @@ high-resolution video is never held in memory at full size.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -16,6 +17,9 @@ import numpy as np
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 FRAME_FOLDER_FPS = 24.0  # DAVIS frame folders carry no rate; they were shot at 24 fps
+# 8K UHD (7680x4320) is 33.2 Mpx; a 16000x16000 PNG (256 Mpx, 768 MB decoded) is refused
+# from its header before any pixel is decoded. download.max_frame_pixels overrides it.
+DEFAULT_MAX_FRAME_PIXELS = 36_000_000
 
 
 class VideoError(Exception):
@@ -35,45 +39,104 @@ class VideoInfo:
 
 
 def frame_files(folder: str | Path) -> list[Path]:
+    """The frame images of a frame folder, in order of their names.
+
+    Only files count (a sub-folder named ``x.jpg`` is not a frame); hidden
+    names are skipped. Two files for one frame (``00004.jpg`` and
+    ``00004.png``) make the order ambiguous and raise :class:`VideoError`
+    naming both, instead of silently giving one frame too many.
+    """
     folder = Path(folder)
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES and not p.name.startswith("."))
+    files = sorted(p for p in folder.iterdir()
+                   if p.suffix.lower() in FRAME_SUFFIXES and not p.name.startswith(".") and p.is_file())
+    by_stem: dict[str, list[str]] = {}
+    for p in files:
+        by_stem.setdefault(p.stem.lower(), []).append(p.name)
+    clashes = [names for names in by_stem.values() if len(names) > 1]
+    if clashes:
+        listed = "; ".join(" and ".join(names) for names in clashes[:5])
+        more = f" (and {len(clashes) - 5} more)" if len(clashes) > 5 else ""
+        raise VideoError(f"{folder}: several files for one frame: {listed}{more}; keep one file per frame number")
+    return files
 
 
-def _read_image(path: Path) -> np.ndarray:
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image file from its header, without decoding its pixels."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                return image.size
+    except Image.DecompressionBombError:
+        # Pillow refuses headers over twice its own limit: far more than any frame limit here
+        return Image.MAX_IMAGE_PIXELS * 2 + 1, 1
+    except (OSError, SyntaxError, ValueError):
+        raise VideoError(f"{path}: not a readable image (corrupt or not an image); replace or remove it") from None
+
+
+def check_frame_pixels(path: Path, width: int, height: int, max_pixels: int | None) -> None:
+    if max_pixels is not None and width * height > max_pixels:
+        raise VideoError(
+            f"{path}: frame is {width}x{height} ({width * height:,} pixels), over the limit of {max_pixels:,} "
+            "pixels per frame; shrink the video or raise download.max_frame_pixels"
+        )
+
+
+def _read_image(path: Path, expected: tuple[int, int] | None = None) -> np.ndarray:
+    if expected is not None:  # check the header before decoding: an odd frame can be huge
+        size = image_size(path)
+        if size != expected:
+            raise VideoError(f"{path}: frame is {size[0]}x{size[1]} but the video's first frame is "
+                             f"{expected[0]}x{expected[1]}; resize or remove the odd frame")
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise VideoError(f"{path}: not a readable image (corrupt or not an image); replace or remove it")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def probe(path: str | Path, exact: bool = True) -> VideoInfo:
+def probe(path: str | Path, exact: bool = True, max_pixels: int | None = DEFAULT_MAX_FRAME_PIXELS) -> VideoInfo:
     """Open ``path`` and decode it to check that it really is a video.
 
     With ``exact`` every frame is decoded and counted (container frame counts
     are often wrong); otherwise only the first frame is decoded and the
-    container's count is trusted. Raises :class:`VideoError` with the reason.
+    container's count is trusted. Frames over ``max_pixels`` (None: no limit)
+    are refused before anything is decoded; in a frame folder every file's
+    header is checked, so an odd-sized frame is named here. Raises
+    :class:`VideoError` with the reason.
     """
     path = Path(path)
     if path.is_dir():
         files = frame_files(path)
         if not files:
             raise VideoError(f"{path}: folder holds no frames ({', '.join(FRAME_SUFFIXES)})")
-        first = _read_image(files[0])
+        width, height = image_size(files[0])
+        check_frame_pixels(files[0], width, height, max_pixels)
+        for file in files[1:]:
+            size = image_size(file)
+            if size != (width, height):
+                raise VideoError(f"{file}: frame is {size[0]}x{size[1]} but the video's first frame is "
+                                 f"{width}x{height}; resize or remove the odd frame")
+        _read_image(files[0])
         if exact:
             for _ in read_frames(path):
                 pass
-        return VideoInfo(len(files), FRAME_FOLDER_FPS, first.shape[1], first.shape[0])
+        return VideoInfo(len(files), FRAME_FOLDER_FPS, width, height)
     if not path.is_file():
         raise VideoError(f"{path}: no such file")
     cap = cv2.VideoCapture(str(path))
     try:
         if not cap.isOpened():
             raise VideoError(f"{path}: not a readable video (no decoder could open it)")
+        check_frame_pixels(path, int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+                           max_pixels)
         ok, frame = cap.read()
         if not ok or frame is None:
             raise VideoError(f"{path}: not a readable video (no frame could be decoded)")
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         height, width = frame.shape[:2]
+        check_frame_pixels(path, width, height, max_pixels)
         if exact:
             count = 1
             while cap.grab():
@@ -116,16 +179,11 @@ def read_frames(
     path = Path(path)
     if path.is_dir():
         files = frame_files(path)
-        first_shape = None
+        first_size = None
         for index in range(start, len(files) if stop is None else min(stop, len(files)), step):
-            frame = _read_image(files[index])
-            if first_shape is None:
-                first_shape = frame.shape
-            elif frame.shape != first_shape:
-                raise VideoError(
-                    f"{files[index]}: frame is {frame.shape[1]}x{frame.shape[0]} but the video's first frame is "
-                    f"{first_shape[1]}x{first_shape[0]}; resize or remove the odd frame"
-                )
+            frame = _read_image(files[index], expected=first_size)
+            if first_size is None:
+                first_size = (frame.shape[1], frame.shape[0])
             yield index, resize_max_side(frame, max_side)
         return
     cap = cv2.VideoCapture(str(path))

@@ -37,7 +37,7 @@ def test_segment_writes_one_png_per_frame(clip, tmp_path, monkeypatch, source):
     monkeypatch.chdir(tmp_path)  # no params.yaml here: built-in defaults
     out = tmp_path / "masks"
     assert main(["segment", str(clip / source), "--out", str(out), "--quiet"]) == 0
-    pngs = sorted(p.name for p in (out / "square").iterdir())
+    pngs = sorted(p.name for p in (out / "square").glob("*.png"))
     assert pngs == [f"{i:05d}.png" for i in range(12)]
     mask = cv2.imread(str(out / "square" / "00005.png"), cv2.IMREAD_UNCHANGED)
     assert mask.dtype == np.uint8 and mask.shape == (64, 96)

@@ -12,6 +12,7 @@ import pytest
 
 from httpserver import Route, TestServer
 from motionmasks.download import ManifestError, fetch_batch, fetch_one, read_manifest, safe_name
+from motionmasks.formats import OWNER_MARKER
 from motionmasks.video import FRAME_FOLDER_FPS, write_video
 
 FRAMES, FPS, WIDTH, HEIGHT = 8, 10.0, 48, 32
@@ -334,7 +335,7 @@ def test_frame_folder_is_copied_as_a_folder(frame_folder, out):
     result = fetch_one("bear", str(frame_folder), out)
     assert (result.status, result.path) == ("ok", str(out / "bear.frames"))
     assert (result.frames, result.fps, result.width, result.height) == (3, FRAME_FOLDER_FPS, 24, 16)
-    assert listing(out / "bear.frames") == ["00000.jpg", "00001.jpg", "00002.jpg"]
+    assert listing(out / "bear.frames") == [OWNER_MARKER, "00000.jpg", "00001.jpg", "00002.jpg"]
     assert (out / "bear.frames" / "00001.jpg").read_bytes() == (frame_folder / "00001.jpg").read_bytes()
     assert result.bytes == sum(p.stat().st_size for p in frame_folder.iterdir())
     assert listing(out) == ["bear.frames"]

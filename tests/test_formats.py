@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from motionmasks.formats import (
-    MapShard, atomic_dir, atomic_path, quantise, read_json, read_map_shard, read_masks, read_table,
+    OWNER_MARKER, MapShard, NotOurFolderError, atomic_dir, atomic_path, quantise, sweep_temporaries, read_json, read_map_shard, read_masks, read_table,
     write_json, write_map_shard, write_masks, write_table,
 )
 
@@ -19,14 +19,68 @@ def test_atomic_path_leaves_target_untouched_on_error(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
 
 
-def test_atomic_dir_replaces_whole_folder(tmp_path):
+def test_atomic_dir_replaces_a_folder_it_wrote(tmp_path):
     target = tmp_path / "folder"
-    target.mkdir()
-    (target / "stale").write_text("x")
+    with atomic_dir(target) as tmp:
+        (tmp / "stale").write_text("x")
     with atomic_dir(target) as tmp:
         (tmp / "new").write_text("y")
-    assert sorted(p.name for p in target.iterdir()) == ["new"]
+    assert sorted(p.name for p in target.iterdir()) == [OWNER_MARKER, "new"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"]
+
+
+@pytest.mark.parametrize("kind", ["folder", "file", "symlink"])
+def test_atomic_dir_never_replaces_what_it_did_not_write(tmp_path, kind):
+    target = tmp_path / "user"
+    if kind == "folder":
+        target.mkdir()
+        (target / "precious.jpg").write_text("user data")
+    elif kind == "file":
+        target.write_text("user data")
+    else:
+        (tmp_path / "elsewhere").mkdir()
+        (tmp_path / "elsewhere" / OWNER_MARKER).write_text("")
+        target.symlink_to(tmp_path / "elsewhere")
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    with pytest.raises(NotOurFolderError, match="left as it is"):
+        with atomic_dir(target) as tmp:
+            (tmp / "new").write_text("y")
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
+
+
+def test_atomic_writers_give_files_and_folders_the_umask_permissions(tmp_path):
+    import os
+
+    old = os.umask(0o027)
+    try:
+        with atomic_path(tmp_path / "a.txt") as tmp:
+            tmp.write_text("x")
+        with atomic_dir(tmp_path / "d") as tmp:
+            pass
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o750
+
+
+def test_sweep_removes_only_temporaries_of_dead_processes(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    import os
+
+    leftovers = [f".shards.{dead}.ab_cd123.tmp", f".index.{dead}.x1y2z3w4.tmp.parquet"]
+    live = f".shards.{os.getpid()}.zzzzzzzz.tmp"
+    users = [".shards.1234.tmp", "notes.tmp", f"shards.{dead}.ab_cd123.tmp"]
+    (tmp_path / leftovers[0]).mkdir()
+    (tmp_path / leftovers[0] / "half.npz").write_bytes(b"x")
+    for name in leftovers[1:] + [live] + users:
+        (tmp_path / name).write_text("x")
+    removed = sweep_temporaries(tmp_path)
+    assert sorted(p.name for p in removed) == sorted(leftovers)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live] + users)
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".csv"])
