@@ -7,7 +7,7 @@ high-resolution video is never held in memory at full size.
 
 from __future__ import annotations
 
-import warnings
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -62,18 +62,15 @@ def frame_files(folder: str | Path) -> list[Path]:
 
 def image_size(path: Path) -> tuple[int, int]:
     """(width, height) of an image file from its header, without decoding its pixels."""
-    from PIL import Image
+    import imagesize  # reads headers only; Pillow would refuse (not measure) very large ones
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                return image.size
-    except Image.DecompressionBombError:
-        # Pillow refuses headers over twice its own limit: far more than any frame limit here
-        return Image.MAX_IMAGE_PIXELS * 2 + 1, 1
-    except (OSError, SyntaxError, ValueError):
-        raise VideoError(f"{path}: not a readable image (corrupt or not an image); replace or remove it") from None
+        width, height = imagesize.get(str(path))
+    except (OSError, ValueError, struct.error):
+        width = height = -1
+    if width <= 0 or height <= 0:
+        raise VideoError(f"{path}: not a readable image (corrupt or not an image); replace or remove it")
+    return int(width), int(height)
 
 
 def check_frame_pixels(path: Path, width: int, height: int, max_pixels: int | None) -> None:

@@ -42,7 +42,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self):
-        route = self.server.routes.get(self.path)
+        route = self.server.routes.get(self.path.split("?")[0])
         if route is None:
             return self._plain(404, b"no such route\n")
         n = len(route.requests)
