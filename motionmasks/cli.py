@@ -15,9 +15,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
-import numpy as np
 
 DASHBOARD_HINT = "http://127.0.0.1:4200"
 
@@ -188,14 +187,30 @@ def _error_line(source: Path, exc: BaseException) -> str:
     return message if str(source) in message else f"{source}: {message}"  # name the input once
 
 
-def cmd_segment(args: argparse.Namespace) -> int:
+def _segment_worker_init(queue: Any) -> None:
     import cv2
+
+    global _PROGRESS
+    _PROGRESS = queue
+    cv2.setNumThreads(1)  # parallelism comes from one process per core
+
+
+_PROGRESS: Any = None
+
+
+def _segment_in_worker(source: Path, target: Path, options: dict, max_pixels: int) -> int:
+    from motionmasks.segment import write_mask_folder
+
+    return write_mask_folder(source, target, options=options, max_pixels=max_pixels, progress=_PROGRESS.put)
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from motionmasks.formats import atomic_dir, sweep_temporaries
+    from motionmasks.formats import sweep_temporaries
     from motionmasks.params import ParamsError
-    from motionmasks.segment import segment_video
-    from motionmasks.video import frame_files, probe
+    from motionmasks.segment import write_mask_folder
+    from motionmasks.video import probe
 
     try:
         options, max_pixels = _segmenter_options(args.params)
@@ -205,6 +220,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.out.is_dir():
         print(f"error: --out {args.out} is a file; give a folder", file=sys.stderr)
         return 2
+    if args.workers is not None and args.workers < 1:
+        print(f"error: --workers must be at least 1, got {args.workers}", file=sys.stderr)
+        return 2
     sweep_temporaries(args.out)  # left by a killed earlier segment into this folder
     names = [source.name if source.is_dir() else source.stem for source in args.inputs]
     clashes = sorted({n for n in names if names.count(n) > 1})
@@ -213,28 +231,80 @@ def cmd_segment(args: argparse.Namespace) -> int:
               "segment them into different --out folders", file=sys.stderr)
         return 2
     failed = 0
+    jobs: list[tuple[Path, Path]] = []
+    total = 0
     for source, name in zip(args.inputs, names):
         problem = _output_problem(source, args.out / name)
+        if problem is None:
+            try:  # cheap (headers and one frame): the progress bar's total, and bad inputs named at once
+                total += probe(source, exact=False, max_pixels=max_pixels).frames
+            except Exception as exc:
+                problem = str(exc)
         if problem:
             failed += 1
-            print(f"error: {source}: {problem}; nothing written for it", file=sys.stderr)
-            continue
-        try:
-            info = probe(source, exact=False, max_pixels=max_pixels)
-            stems = [p.stem for p in frame_files(source)] if source.is_dir() else None
-            with atomic_dir(args.out / name) as tmp, tqdm(total=info.frames, desc=name, unit="frame",
-                                                           disable=args.quiet) as bar:
-                # frames are shrunk to the working size inside; maps come back at the frame's full size
-                for index, soft in segment_video(source, **options):
-                    stem = stems[index] if stems else f"{index:05d}"
-                    if not cv2.imwrite(str(tmp / f"{stem}.png"), np.clip(np.rint(soft * 255), 0, 255).astype(np.uint8)):
-                        raise OSError(f"could not write {args.out / name / stem}.png")
-                    bar.update(1)
-            print(f"{source}: masks in {args.out / name}")
-        except Exception as exc:  # one bad input never stops the others
-            failed += 1
-            print(f"error: {_error_line(source, exc)}; nothing written for it", file=sys.stderr)
+            print(f"error: {_error_line(source, Exception(problem))}; nothing written for it", file=sys.stderr)
+        else:
+            jobs.append((source, args.out / name))
+    workers = min(args.workers or os.cpu_count() or 1, max(1, len(jobs)))
+    with tqdm(total=total, unit="frame", disable=args.quiet, desc=f"{len(jobs)} input(s)") as bar:
+        if workers == 1:
+            outcomes = []
+            for source, target in jobs:
+                try:
+                    write_mask_folder(source, target, options=options, max_pixels=max_pixels, progress=bar.update)
+                    outcomes.append((source, target, None))
+                except Exception as exc:  # one bad input never stops the others
+                    outcomes.append((source, target, exc))
+                _say(*outcomes[-1], bar)
+        else:
+            outcomes = _segment_in_parallel(jobs, options, max_pixels, workers, bar)
+    failed += sum(exc is not None for _, _, exc in outcomes)
     return 1 if failed else 0
+
+
+def _say(source: Path, target: Path, exc: BaseException | None, bar: Any) -> None:
+    if exc is None:
+        bar.write(f"{source}: masks in {target}")
+    else:
+        bar.write(f"error: {_error_line(source, exc)}; nothing written for it", file=sys.stderr)
+
+
+def _segment_in_parallel(jobs: list[tuple[Path, Path]], options: dict, max_pixels: int, workers: int,
+                         bar: Any) -> list[tuple[Path, Path, BaseException | None]]:
+    """One input per worker process, one worker per core; one progress bar for the whole job."""
+    import multiprocessing
+    import threading
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(variable, "1")  # inherited by the workers before they import numpy
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+
+    def drain() -> None:
+        for step in iter(queue.get, None):
+            bar.update(step)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    outcomes = []
+    try:
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_segment_worker_init,
+                                 initargs=(queue,)) as pool:
+            futures = {pool.submit(_segment_in_worker, source, target, options, max_pixels): (source, target)
+                       for source, target in jobs}
+            for future in as_completed(futures):
+                source, target = futures[future]
+                try:
+                    future.result()
+                    outcomes.append((source, target, None))
+                except Exception as exc:  # a bad input, or a crashed worker: the others go on
+                    outcomes.append((source, target, exc))
+                _say(*outcomes[-1], bar)
+    finally:
+        queue.put(None)
+        reader.join(timeout=5)
+    return outcomes
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -295,6 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--out", type=Path, required=True, help="output folder")
     segment.add_argument("--params", type=Path, default=Path("params.yaml"),
                          help="settings file (default: params.yaml if present, else built-in defaults)")
+    segment.add_argument("--workers", type=int, default=None,
+                         help="worker processes, one input each (default: one per CPU core)")
     segment.add_argument("--quiet", action="store_true", help="no progress bar")
     segment.set_defaults(func=cmd_segment)
 

@@ -206,3 +206,46 @@ def segment_video(
             size = next(sizes, chunk)
     if small:
         yield from flush()
+
+
+def write_mask_folder(
+    source: str | Path,
+    target: str | Path,
+    *,
+    options: dict[str, Any] | None = None,
+    max_pixels: int | None = None,
+    progress: Callable[[int], Any] | None = None,
+) -> int:
+    """Segment ``source`` (a video file or a frame folder) into ``target``: one 8-bit PNG per frame.
+
+    PNGs are 0-255 soft masks at the frame's size, named like the frames of a
+    frame folder (``NNNNN.png`` for a video). ``target`` is written atomically
+    and only replaces a folder motionmasks wrote (see
+    :func:`motionmasks.formats.atomic_dir`). ``options`` are
+    :func:`segment_video`'s keyword arguments; ``progress(n)`` is told after
+    every frame written. Returns the number of frames written.
+
+    Raises
+    ------
+    motionmasks.video.VideoError
+        The input cannot be read (or a frame is over ``max_pixels``).
+    motionmasks.formats.NotOurFolderError
+        ``target`` exists and was not written by motionmasks.
+    """
+    from motionmasks.formats import atomic_dir, quantise
+    from motionmasks.video import frame_files
+
+    source, target = Path(source), Path(target)
+    probe(source, exact=False, max_pixels=max_pixels)
+    stems = [p.stem for p in frame_files(source)] if source.is_dir() else None
+    written = 0
+    with atomic_dir(target) as tmp:
+        # frames are shrunk to the working size inside; maps come back at the frame's full size
+        for index, soft in segment_video(source, **(options or {})):
+            stem = stems[index] if stems else f"{index:05d}"
+            if not cv2.imwrite(str(tmp / f"{stem}.png"), quantise(soft)):
+                raise OSError(f"could not write {target / stem}.png")
+            written += 1
+            if progress is not None:
+                progress(1)
+    return written

@@ -73,3 +73,20 @@ def test_score_names_missing_frames(clip, tmp_path, capsys):
     cv2.imwrite(str(pred / "00000.png"), np.zeros((64, 96), np.uint8))
     assert main(["score", "--pred", str(tmp_path / "pred"), "--gt", str(clip / "Annotations")]) == 2
     assert "00001" in capsys.readouterr().err
+
+
+def test_segment_with_two_workers_writes_the_same_masks_as_one(clip, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "broken.mp4").write_bytes(b"junk" * 100)
+    inputs = [str(clip / "JPEGImages" / "square"), str(tmp_path / "broken.mp4")]
+    video_copy = tmp_path / "other.mp4"
+    video_copy.write_bytes((clip / "square.mp4").read_bytes())
+    inputs.append(str(video_copy))
+    assert main(["segment", *inputs, "--out", str(tmp_path / "one"), "--workers", "1", "--quiet"]) == 1
+    assert main(["segment", *inputs, "--out", str(tmp_path / "two"), "--workers", "2", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("broken.mp4") == 2  # named once per run, and the other inputs went on
+    for name in ("square", "other"):
+        one = {p.name: p.read_bytes() for p in (tmp_path / "one" / name).iterdir()}
+        two = {p.name: p.read_bytes() for p in (tmp_path / "two" / name).iterdir()}
+        assert len(one) == 13 and one == two  # 12 masks + the owner marker, byte for byte
