@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from motionmasks.formats import write_json  # noqa: E402
-from motionmasks.motion import _flow_size, _shrink, motion_saliency, optical_flow  # noqa: E402
+from motionmasks.motion import _shrink, motion_saliency, optical_flow  # noqa: E402
+from motionmasks.video import fit_max_side  # noqa: E402
 from motionmasks.video import read_frames  # noqa: E402
 
 DAVIS = ROOT.parent / "shared" / "data" / "davis2016-dev"
@@ -71,7 +72,7 @@ def flow_ms_per_frame(frames: np.ndarray, *, neighbours=1, method="dis", preset=
     """The flow's share: shrink + grayscale + every pair ``motion_saliency`` computes."""
     start = time.perf_counter()
     t, h, w = frames.shape[:3]
-    size = _flow_size(h, w, flow_max_side)
+    size = fit_max_side(w, h, flow_max_side)
     small = [_shrink(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), size) for f in frames]
     for i in range(t):
         for j in (j for d in range(1, neighbours + 1) for j in (i - d, i + d) if 0 <= j < t):

@@ -23,9 +23,11 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows.stage import publish_failures, publish_metrics, stage_main
-from motionmasks.download import safe_name
+from motionmasks.formats import safe_name
 from motionmasks.evaluate import frame_scores, overlay_gallery, read_truth_mask
-from motionmasks.formats import atomic_path, read_map_shard, read_masks, read_table, write_table
+from motionmasks.formats import (
+    atomic_path, mask_at_size, read_map_shard, read_masks, read_shot_records, read_table, write_table,
+)
 from motionmasks.params import EvaluateParams, Params
 from motionmasks.video import frame_files, read_frames
 
@@ -59,10 +61,11 @@ def cut_scores(found: pd.DataFrame, truth: pd.DataFrame, tolerance: int = 1) -> 
     return {"cut_precision": hits / n_found if n_found else 1.0, "cut_recall": hits / n_true if n_true else 1.0}
 
 
-def score_video(video: str, shard_path: str, motion_path: str, truth: dict[int, np.ndarray],
+def score_video(video: str, source: str, shard_path: str, motion_path: str, truth: dict[int, np.ndarray],
                 params: EvaluateParams) -> tuple[dict, tuple | None]:
     """One video's scores (row) and its gallery entry (middle scored frame)."""
-    shard, motion = read_map_shard(shard_path), read_map_shard(motion_path)
+    shard = read_map_shard(shard_path, quantised=True)
+    motion = read_map_shard(motion_path, quantised=True)
     scored = [k for k, frame in enumerate(shard.frames) if int(frame) in truth]
     if not scored:
         raise ValueError(f"none of its {len(shard.frames)} segmented frames has ground truth")
@@ -70,11 +73,11 @@ def score_video(video: str, shard_path: str, motion_path: str, truth: dict[int, 
     saliency_scores = []
     for k in scored:
         gt = truth[int(shard.frames[k])]
-        size = (gt.shape[1], gt.shape[0])
-        soft = cv2.resize(shard.maps[k], size, interpolation=cv2.INTER_LINEAR)
+        # the same full-size 8-bit mask `motionmasks segment` writes, scored as `motionmasks score` does
+        soft = mask_at_size(shard.maps[k], gt.shape[1], gt.shape[0]) / 255.0
         for t in params.thresholds:
             scores[t].append(frame_scores(soft >= t, gt))
-        saliency = cv2.resize(motion.maps[k], size, interpolation=cv2.INTER_LINEAR)
+        saliency = mask_at_size(motion.maps[k], gt.shape[1], gt.shape[0]) / 255.0
         saliency_scores.append(frame_scores(saliency >= params.threshold, gt)[0])
     row: dict = {"video": video, "frames": len(scored)}
     for t in params.thresholds:
@@ -83,8 +86,9 @@ def score_video(video: str, shard_path: str, motion_path: str, truth: dict[int, 
     row["J"] = row[f"J@{params.threshold}"]  # the plotted one
     row["saliency_J"] = float(np.mean(saliency_scores))
     k = scored[len(scored) // 2]
-    frame = next(read_frames(shard.meta["source"], start=int(shard.frames[k]), stop=int(shard.frames[k]) + 1))[1]
-    entry = (f"{video} #{int(shard.frames[k])} J={row['J']:.2f}", frame, shard.maps[k], truth[int(shard.frames[k])])
+    frame = next(read_frames(source, start=int(shard.frames[k]), stop=int(shard.frames[k]) + 1))[1]
+    entry = (f"{video} #{int(shard.frames[k])} J={row['J']:.2f}", frame, shard.maps[k] / 255.0,
+             truth[int(shard.frames[k])])
     return row, entry
 
 
@@ -112,14 +116,15 @@ def evaluate(consensus_index_path: Path, motion_index_path: Path, shots_path: Pa
     rows, gallery, failures = [], [], []
     # Every video the run split and that has ground truth is expected here: one
     # that failed upstream is reported, not silently left out of the means.
-    for video in sorted(read_table(shots_path)["video"].unique()):
+    sources = {r.video: r.source for r in read_shot_records(shots_path)}
+    for video in sorted(sources):
         try:
             truth = load_truth(video, truth_dir, davis)
             if truth is None:
                 continue
             if video not in masks:
                 raise ValueError("no soft masks: it failed in an earlier stage (see their failures reports)")
-            row, entry = score_video(video, masks[video], motion_paths[video], truth, params)
+            row, entry = score_video(video, sources[video], masks[video], motion_paths[video], truth, params)
         except Exception as exc:  # one video's problem never stops the others
             failures.append({"item": video, "reason": f"{video}: {exc}"})
             logger.warning("evaluate failed: %s: %s", video, exc)
@@ -141,7 +146,10 @@ def evaluate(consensus_index_path: Path, motion_index_path: Path, shots_path: Pa
         metrics["mean_saliency_J"] = round(float(table["saliency_J"].mean()), 4)
     truth_shots = truth_dir / "truth_shots.parquet"
     if truth_shots.is_file():
-        found = read_table(shots_path)
+        records = read_shot_records(shots_path)
+        # a shot starts at its part 0; later parts of a long shot are not cuts
+        found = pd.DataFrame([{"video": r.video, "first": r.first} for r in records if r.part == 0],
+                             columns=["video", "first"])
         truth = read_table(truth_shots)
         truth = truth[truth["video"].isin(found["video"])]  # only videos this run split
         if len(truth):

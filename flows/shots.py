@@ -1,9 +1,11 @@
 """Stage ``shots``: split every fetched video into shots (appearance-based,
 unsupervised cut detection; see ``motionmasks.shots``).
 
-Writes the shot table (video, shot, first, last, fps, step, frames, status)
-with the reference rules for too-short (listed, status ``too_short``) and
-too-long (subsampled with ``step``) shots, and a failures report.
+Writes the shot records (``motionmasks.formats.ShotRecord``: one row per part of
+a shot, with its source, frame range, frame size and working size), with the
+reference rules for too-short shots (listed, status ``too_short``) and long
+ones (cut into parts of at most ``shots.max_shot`` frames), and a failures
+report. Every later stage reads these records; none re-derives them.
 """
 
 from __future__ import annotations
@@ -16,15 +18,14 @@ from prefect import flow, get_run_logger
 
 from flows.fanout import make_task_runner, map_batches
 from flows.stage import check_failure_fraction, publish_failures, publish_metrics, stage_main
-from motionmasks.formats import read_table, write_table
+from motionmasks.formats import ShotRecord, read_table, write_shot_records
 from motionmasks.params import Params, ShotsParams
+from motionmasks.segment import Segmenter
 from tasks.shots import split_batch
-
-SHOT_COLUMNS = ["video", "shot", "first", "last", "fps", "step", "frames", "status"]
 
 
 def _crashed(item: dict, reason: str) -> dict:
-    return {"video": item["video"], "status": "failed", "reason": reason, "shots": [], "seconds": 0.0}
+    return {"video": item["video"], "status": "failed", "reason": reason, "records": [], "seconds": 0.0}
 
 
 @flow(name="shots", log_prints=True)
@@ -34,11 +35,13 @@ def shots(fetched_path: Path, out_path: Path, failures_path: Path, metrics_path:
     start = time.perf_counter()
     fetched = read_table(fetched_path)
     items = [{"video": r.id, "path": r.path} for r in fetched.itertuples()]
-    results = map_batches(split_batch, items, batch_size, _crashed, options=params.model_dump(exclude={"max_failure_fraction"}))
-    table = pd.DataFrame(
-        [{"video": r["video"], **shot} for r in results for shot in r["shots"]], columns=SHOT_COLUMNS
-    )
-    write_table(table, out_path)
+    segmenter = Segmenter(**Segmenter.shot_settings(params))
+    results = map_batches(split_batch, items, batch_size, _crashed, segmenter=segmenter)
+    records = [ShotRecord(**record) for r in results for record in r["records"]]
+    write_shot_records(out_path, records)
+    table = pd.DataFrame([{"video": r.video, "shot": r.shot, "part": r.part, "status": r.status} for r in records],
+                         columns=["video", "shot", "part", "status"])
+    per_shot = table.drop_duplicates(["video", "shot"])
     failed = pd.DataFrame([{"item": r["video"], "reason": r["reason"]} for r in results if r["status"] != "ok"])
     publish_failures("shots", failed, failures_path)
     for row in failed.itertuples():
@@ -49,9 +52,10 @@ def shots(fetched_path: Path, out_path: Path, failures_path: Path, metrics_path:
     metrics = {
         "videos": len(items),
         "failed": len(failed),
-        "shots": len(table),
-        "shots_usable": int((table["status"] == "ok").sum()),
-        "shots_too_short": int((table["status"] == "too_short").sum()),
+        "shots": len(per_shot),
+        "shots_usable": int((per_shot["status"] == "ok").sum()),
+        "shots_too_short": int((per_shot["status"] == "too_short").sum()),
+        "parts_usable": int((table["status"] == "ok").sum()),
         "frames": analysed,
         "frames_per_second_per_worker": round(analysed / busy, 1) if busy else 0.0,
         "seconds": round(time.perf_counter() - start, 3),

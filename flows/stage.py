@@ -14,7 +14,7 @@ from typing import Any, Callable
 import pandas as pd
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from motionmasks.formats import sweep_temporaries, write_json, write_table
+from motionmasks.formats import ShotRecord, sweep_temporaries, write_json, write_table
 from motionmasks.params import Params, ParamsError, load_params
 
 FAILURE_COLUMNS = ["item", "reason"]
@@ -69,6 +69,14 @@ def record_results(stage: str, table: pd.DataFrame, index_path: Path, failures_p
 def shard_paths_in(table: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
     """Point ``path`` at the final folder once a temporary one was swapped into place."""
     return table.assign(path=[str(out_dir / Path(p).name) if p else "" for p in table["path"]])
+
+
+def videos_of(records: list[ShotRecord]) -> list[dict[str, Any]]:
+    """Per-video work items of the stages after ``shots``: ``{"video", "records"}``, sorted by video."""
+    by_video: dict[str, list[ShotRecord]] = {}
+    for record in records:
+        by_video.setdefault(record.video, []).append(record)
+    return [{"video": video, "records": by_video[video]} for video in sorted(by_video)]
 
 
 def check_failure_fraction(stage: str, failed: int, total: int, limit: float, report: Path) -> None:

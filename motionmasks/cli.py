@@ -152,18 +152,13 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         forget_dashboard(root, server.pid)
 
 
-def _segmenter_options(params_path: Path) -> tuple[dict, int]:
-    """The pipeline's own shots/motion/consensus settings (params.yaml if there, else the defaults)
-    and its limit on frame size."""
+def _segmenter_options(params_path: Path) -> tuple[Any, int]:
+    """The pipeline's own segmenter (params.yaml if there, else the defaults) and its limit on frame size."""
     from motionmasks.params import Params, load_params
+    from motionmasks.segment import Segmenter
 
     params = load_params(params_path) if params_path.is_file() else Params()
-    return {
-        "shots": params.shots.model_dump(exclude={"min_shot", "max_shot", "max_failure_fraction"}),
-        "motion": params.motion.model_dump(exclude={"max_side", "max_failure_fraction"}),
-        "consensus": params.consensus.model_dump(exclude={"max_failure_fraction"}),
-        "chunk": params.shots.max_shot,  # longest window segmented at once, as the pipeline's shots
-    }, params.download.max_frame_pixels
+    return Segmenter.from_params(params), params.download.max_frame_pixels
 
 
 def _output_problem(source: Path, target: Path) -> str | None:
@@ -198,10 +193,10 @@ def _segment_worker_init(queue: Any) -> None:
 _PROGRESS: Any = None
 
 
-def _segment_in_worker(source: Path, target: Path, options: dict, max_pixels: int) -> int:
+def _segment_in_worker(source: Path, target: Path, segmenter: Any, max_pixels: int) -> int:
     from motionmasks.segment import write_mask_folder
 
-    return write_mask_folder(source, target, options=options, max_pixels=max_pixels, progress=_PROGRESS.put)
+    return write_mask_folder(source, target, segmenter, max_pixels=max_pixels, progress=_PROGRESS.put)
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
@@ -213,7 +208,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from motionmasks.video import probe
 
     try:
-        options, max_pixels = _segmenter_options(args.params)
+        segmenter, max_pixels = _segmenter_options(args.params)
     except ParamsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -251,13 +246,13 @@ def cmd_segment(args: argparse.Namespace) -> int:
             outcomes = []
             for source, target in jobs:
                 try:
-                    write_mask_folder(source, target, options=options, max_pixels=max_pixels, progress=bar.update)
+                    write_mask_folder(source, target, segmenter, max_pixels=max_pixels, progress=bar.update)
                     outcomes.append((source, target, None))
                 except Exception as exc:  # one bad input never stops the others
                     outcomes.append((source, target, exc))
                 _say(*outcomes[-1], bar)
         else:
-            outcomes = _segment_in_parallel(jobs, options, max_pixels, workers, bar)
+            outcomes = _segment_in_parallel(jobs, segmenter, max_pixels, workers, bar)
     failed += sum(exc is not None for _, _, exc in outcomes)
     return 1 if failed else 0
 
@@ -269,7 +264,7 @@ def _say(source: Path, target: Path, exc: BaseException | None, bar: Any) -> Non
         bar.write(f"error: {_error_line(source, exc)}; nothing written for it", file=sys.stderr)
 
 
-def _segment_in_parallel(jobs: list[tuple[Path, Path]], options: dict, max_pixels: int, workers: int,
+def _segment_in_parallel(jobs: list[tuple[Path, Path]], segmenter: Any, max_pixels: int, workers: int,
                          bar: Any) -> list[tuple[Path, Path, BaseException | None]]:
     """One input per worker process, one worker per core; one progress bar for the whole job."""
     import multiprocessing
@@ -291,7 +286,7 @@ def _segment_in_parallel(jobs: list[tuple[Path, Path]], options: dict, max_pixel
     try:
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_segment_worker_init,
                                  initargs=(queue,)) as pool:
-            futures = {pool.submit(_segment_in_worker, source, target, options, max_pixels): (source, target)
+            futures = {pool.submit(_segment_in_worker, source, target, segmenter, max_pixels): (source, target)
                        for source, target in jobs}
             for future in as_completed(futures):
                 source, target = futures[future]

@@ -22,6 +22,8 @@ import scipy.sparse
 from scipy import ndimage
 from skimage.segmentation import slic
 
+from motionmasks.video import fit_max_side
+
 SUPERPIXEL_METHODS = ("seeds", "slic", "slic-cv", "slico")
 DESCRIPTOR_SIZE = 54 + 120 + 2  # HOG, six colour histograms, location
 
@@ -467,13 +469,6 @@ def suppress_small_blobs(soft: np.ndarray, *, threshold: float = 0.7, ratio: flo
     return soft
 
 
-def _working_size(h: int, w: int, max_side: int | None) -> tuple[int, int]:
-    if not max_side or max(h, w) <= max_side:
-        return h, w
-    scale = max_side / max(h, w)
-    return max(1, round(h * scale)), max(1, round(w * scale))
-
-
 def consensus_voting(
     frames: np.ndarray,
     saliency: np.ndarray,
@@ -551,7 +546,7 @@ def consensus_voting(
     t_count, h, w = frames.shape[:3]
     if t_count == 0 or h == 0 or w == 0:
         return np.zeros((t_count, h, w), np.float32)
-    sh, sw = _working_size(h, w, working_max_side)
+    sw, sh = fit_max_side(w, h, working_max_side)
 
     labels, descriptors, seeds, small = [], [], [], []
     for t in range(t_count):

@@ -40,7 +40,7 @@ from urllib.request import url2pathname
 import httpx
 import pandas as pd
 
-from .formats import atomic_dir, atomic_path, read_table
+from .formats import atomic_dir, atomic_path, read_table, safe_name
 from .redact import redact_text, redact_url
 from .video import DEFAULT_MAX_FRAME_PIXELS, VideoError, frame_files, probe
 
@@ -55,9 +55,7 @@ PART_SUFFIX = ".part"
 RETRY_AFTER_CAP_S = 60.0  # never wait longer than this on a server's Retry-After
 USER_AGENT = "motionmasks-download/0.1 (research video corpus)"
 TRANSIENT_STATUS = frozenset({408, 425, 429})  # plus every 5xx
-_SAFE_CHAR = re.compile(r"[^A-Za-z0-9._-]")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_MAX_NAME = 120  # well under the 255-byte file-name limit, with room for suffixes
 REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 
 logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines print every request url, secrets included
@@ -147,32 +145,6 @@ class _Source:
 
 
 # --------------------------------------------------------------------------- names and manifest
-
-
-def safe_name(video_id: str) -> str:
-    """File-system name for ``video_id`` that cannot leave the output folder.
-
-    Keeps ``[A-Za-z0-9._-]``, replaces every other character by ``_`` and a
-    leading dot by ``_`` (so no ``..`` and no hidden files). When anything was
-    changed (or the id was too long) a dash and the first 8 hex digits of the
-    id's SHA-256 are appended, so two different ids never share a name.
-
-    Examples
-    --------
-    >>> safe_name("bear-01")
-    'bear-01'
-    >>> safe_name("../../etc/passwd")
-    '_._.._etc_passwd-3754d6cb'
-    """
-    if not isinstance(video_id, str) or not video_id:
-        raise ValueError(f"video id must be a non-empty string, got {video_id!r}")
-    name = _SAFE_CHAR.sub("_", video_id)
-    if name.startswith("."):
-        name = "_" + name[1:]
-    if name == video_id and len(name) <= _MAX_NAME:
-        return name
-    digest = hashlib.sha256(video_id.encode("utf-8")).hexdigest()[:8]
-    return f"{name[:_MAX_NAME]}-{digest}"
 
 
 def _is_local(url: str) -> bool:

@@ -15,26 +15,33 @@ mask stacks (``.npz``)
     ``masks``: uint8 array (T, H, W), one binary (0/1) mask per frame;
     ``frames``: int64 array (T,), the frame index of each mask in its video.
 map shards (``.npz``)
-    per-shot soft maps in [0, 1] quantised to uint8 (value = round(255 * p)):
-    ``maps`` (T, h, w) uint8, ``frames`` (T,) int64 video frame indices,
-    plus optional float32 per-frame arrays (e.g. ``scale``) and string
-    metadata in ``meta`` (a JSON string). One shard per shot, never a file per
-    frame.
+    soft maps in [0, 1] quantised to uint8 (value = round(255 * p)) at the
+    working size: ``maps`` (T, h, w) uint8, ``frames`` (T,) int64 video frame
+    indices, plus per-frame arrays (``extra_shot``, ``extra_part``,
+    ``extra_reliable``) and string metadata in ``meta`` (a JSON string). One
+    shard per video, never a file per frame.
+shot records (``.parquet``)
+    the shots stage's table, one :class:`ShotRecord` per part of a shot:
+    written once (:func:`write_shot_records`), read by every later stage
+    (:func:`read_shot_records`) instead of re-deriving sources, frame ranges
+    or sizes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
 import shutil
 import tempfile
 import threading
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterator
 
+import cv2
 import numpy as np
 import pandas as pd
 
@@ -43,6 +50,9 @@ import pandas as pd
 # target. The pid lets a later run tell a leftover of a killed process (removed by
 # sweep_temporaries) from the live work of a concurrent one (left alone).
 _TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.(?P<rand>[A-Za-z0-9_]{8})\.tmp(\.[A-Za-z0-9]+)?$")
+
+_SAFE_CHAR = re.compile(r"[^A-Za-z0-9._-]")
+_MAX_NAME = 120  # well under the 255-byte file-name limit, with room for suffixes
 
 OWNER_MARKER = ".motionmasks-output"  # inside every folder this project writes; only such folders are replaced
 _OWNER_TEXT = "written by motionmasks: this folder is replaced when its stage or command runs again\n"
@@ -164,6 +174,43 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def safe_name(video_id: str) -> str:
+    """File-system name for ``video_id`` that cannot leave the output folder.
+
+    Keeps ``[A-Za-z0-9._-]``, replaces every other character by ``_`` and a
+    leading dot by ``_`` (so no ``..`` and no hidden files). When anything was
+    changed (or the id was too long) a dash and the first 8 hex digits of the
+    id's SHA-256 are appended, so two different ids never share a name.
+
+    Examples
+    --------
+    >>> safe_name("bear-01")
+    'bear-01'
+    >>> safe_name("../../etc/passwd")
+    '_._.._etc_passwd-3754d6cb'
+    """
+    if not isinstance(video_id, str) or not video_id:
+        raise ValueError(f"video id must be a non-empty string, got {video_id!r}")
+    name = _SAFE_CHAR.sub("_", video_id)
+    if name.startswith("."):
+        name = "_" + name[1:]
+    if name == video_id and len(name) <= _MAX_NAME:
+        return name
+    digest = hashlib.sha256(video_id.encode("utf-8")).hexdigest()[:8]
+    return f"{name[:_MAX_NAME]}-{digest}"
+
+
+def mask_at_size(mask: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A stored 8-bit working-size mask at a frame's size (bilinear, stays 8-bit).
+
+    The one way a shard's mask becomes a full-size mask: ``motionmasks
+    segment``'s PNGs and the evaluate stage's scores both come from it.
+    """
+    if mask.shape == (height, width):
+        return mask
+    return cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
 def write_table(df: pd.DataFrame, path: str | os.PathLike) -> None:
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -231,7 +278,11 @@ class MapShard:
 
 
 def quantise(maps: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(np.asarray(maps, np.float32) * 255.0), 0, 255).astype(np.uint8)
+    """Soft maps in [0, 1] as uint8 0-255 (round half to even); uint8 input is returned as it is."""
+    maps = np.asarray(maps)
+    if maps.dtype == np.uint8:
+        return maps
+    return np.clip(np.rint(maps.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
 
 
 def write_map_shard(path: str | os.PathLike, shard: MapShard) -> None:
@@ -248,12 +299,91 @@ def write_map_shard(path: str | os.PathLike, shard: MapShard) -> None:
         )
 
 
-def read_map_shard(path: str | os.PathLike) -> MapShard:
+def read_map_shard(path: str | os.PathLike, *, quantised: bool = False) -> MapShard:
+    """A map shard; ``maps`` as float32 in [0, 1], or as stored (uint8 0-255) with ``quantised``."""
     with np.load(path) as npz:
         extras = {k[len("extra_"):]: npz[k] for k in npz.files if k.startswith("extra_")}
         return MapShard(
-            maps=npz["maps"].astype(np.float32) / 255.0,
+            maps=npz["maps"] if quantised else npz["maps"].astype(np.float32) / 255.0,
             frames=npz["frames"],
             extras=extras,
             meta=json.loads(str(npz["meta"])),
         )
+
+
+SHOT_STATUSES = ("ok", "too_short")
+
+
+@dataclass(frozen=True)
+class ShotRecord:
+    """One part of one shot: the unit every stage after ``shots`` works on.
+
+    A shot longer than ``shots.max_shot`` frames is cut into near-equal
+    contiguous parts (``part`` 0, 1, ...), each segmented on its own; shorter
+    shots have one part. Every frame of a usable shot is in exactly one part.
+
+    Attributes
+    ----------
+    video : str
+        Manifest id.
+    source : str
+        The fetched video file or frame folder (as the download stage wrote it).
+    shot, part : int
+        Shot number in the video (0-based) and part number in the shot.
+    first, last : int
+        Inclusive frame indices of this part in the video.
+    fps : float
+    width, height : int
+        The video's frame size.
+    work_width, work_height : int
+        The working size every frame of the part is shrunk to (longer side
+        ``shots.working_max_side``); saliency and masks are stored at it.
+    status : str
+        ``"ok"``, or ``"too_short"`` for shots under ``shots.min_shot`` frames
+        (listed, not segmented by the pipeline).
+    """
+
+    video: str
+    source: str
+    shot: int
+    part: int
+    first: int
+    last: int
+    fps: float
+    width: int
+    height: int
+    work_width: int
+    work_height: int
+    status: str
+
+    @property
+    def frames(self) -> int:
+        return self.last - self.first + 1
+
+    @property
+    def work_size(self) -> tuple[int, int]:
+        """(width, height), OpenCV's order."""
+        return self.work_width, self.work_height
+
+
+SHOT_RECORD_COLUMNS = [f.name for f in fields(ShotRecord)]
+
+
+def write_shot_records(path: str | os.PathLike, records: list[ShotRecord]) -> None:
+    bad = sorted({r.status for r in records} - set(SHOT_STATUSES))
+    if bad:
+        raise ValueError(f"unknown shot status(es) {bad}; allowed: {SHOT_STATUSES}")
+    write_table(pd.DataFrame([asdict(r) for r in records], columns=SHOT_RECORD_COLUMNS), path)
+
+
+def read_shot_records(path: str | os.PathLike, *, usable_only: bool = False) -> list[ShotRecord]:
+    """The shots stage's records, in order; with ``usable_only`` just the ``"ok"`` ones."""
+    table = read_table(path)
+    missing = [c for c in SHOT_RECORD_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: not a shot table (missing columns {missing}); re-run the shots stage")
+    types = {f.name: f.type for f in fields(ShotRecord)}
+    casts = {"str": str, "int": int, "float": float}
+    records = [ShotRecord(**{k: casts[types[k]](row[k]) for k in SHOT_RECORD_COLUMNS})
+               for row in table[SHOT_RECORD_COLUMNS].to_dict("records")]
+    return [r for r in records if r.status == "ok"] if usable_only else records

@@ -25,6 +25,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from motionmasks.video import fit_max_side
+
 FLOW_METHODS = ("dis", "farneback")
 DIS_PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
@@ -250,11 +252,6 @@ def camera_motion_residual(
     return residual, info
 
 
-def _flow_size(h: int, w: int, flow_max_side: int) -> tuple[int, int]:
-    scale = min(1.0, flow_max_side / max(h, w))
-    return max(1, round(w * scale)), max(1, round(h * scale))  # cv2 order (width, height)
-
-
 def _shrink(gray: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Anti-aliased shrink to ``size`` (width, height): Gaussian pyramid halvings
     while at least twice too big, then area averaging (a direct INTER_AREA at a
@@ -408,7 +405,7 @@ def motion_saliency(
         return np.zeros((0, h, w), np.float32), pd.DataFrame(empty)
 
     # Shrink once per frame; every pair reuses the small grayscale frames.
-    fw, fh = _flow_size(h, w, flow_max_side)
+    fw, fh = fit_max_side(w, h, flow_max_side)
     small = np.empty((t, fh, fw), np.uint8)
     for i in range(t):
         small[i] = _shrink(cv2.cvtColor(frames[i], cv2.COLOR_RGB2GRAY), (fw, fh))

@@ -86,7 +86,8 @@ class ShotsParams(_Group):
     noise: float = Field(0.01, ge=0)  # floor added to the local median
     min_change: float = Field(0.03, ge=0)  # and the raw change is at least this
     min_shot: int = Field(10, ge=1)  # shorter shots are listed as too_short and not used
-    max_shot: int = Field(110, ge=1)  # longer shots are subsampled to about this many frames
+    max_shot: int = Field(110, ge=1)  # longer shots are cut into near-equal parts of at most this many frames
+    working_max_side: int = Field(256, ge=16, le=4096)  # every later stage works at this size (longer side, px)
     max_failure_fraction: float = Field(0.5, ge=0, le=1)  # more failed videos than this fail the stage
 
     @model_validator(mode="after")
@@ -98,9 +99,8 @@ class ShotsParams(_Group):
 
 
 class MotionParams(_Group):
-    """Optical flow and motion saliency; keys after max_side are motion_saliency's arguments."""
+    """Optical flow and motion saliency: motion_saliency's arguments."""
 
-    max_side: int = Field(256, ge=16, le=4096)  # working size shots are decoded at (= consensus working_max_side)
     neighbours: int = Field(1, ge=1, le=15)  # flow to frames i±1..i±k (ref 3; 1 + min measured better and 3x cheaper)
     method: Literal["dis", "farneback"] = "dis"
     preset: Literal["ultrafast", "fast", "medium"] = "ultrafast"  # DIS preset
@@ -119,7 +119,6 @@ class MotionParams(_Group):
 class ConsensusParams(_Group):
     """Superpixels, descriptors and non-local consensus voting (consensus_voting's arguments)."""
 
-    working_max_side: Optional[int] = Field(256, ge=16)  # everything is computed at this size; null = input size
     n_segments: int = Field(300, ge=1)  # superpixels per frame (ref 400)
     compactness: float = Field(10.0, gt=0)  # SLIC only
     sigma: float = Field(5.0, ge=0)  # SLIC pre-smoothing

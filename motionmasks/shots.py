@@ -286,7 +286,14 @@ def _usual_change(step: np.ndarray, window: int) -> np.ndarray:
 def shot_table(
     cuts: Sequence[int], n_frames: int, fps: float, *, min_shot: int = 10, max_shot: int = 110
 ) -> list[dict]:
-    """Shots between cuts, with the reference's length rules.
+    """Shots between cuts, each cut into parts of at most ``max_shot`` frames.
+
+    The reference subsamples a shot longer than ``maxShot = 110`` with step
+    ``floor(L / 110) + 1``, so most of its frames get no mask and motion is
+    measured between frames several apart. Here such a shot is cut into
+    ``ceil(L / max_shot)`` near-equal contiguous parts instead: every frame is
+    segmented, motion is always between neighbouring frames, and the cost of
+    one segmentation stays bounded by ``max_shot`` frames as in the reference.
 
     Parameters
     ----------
@@ -297,18 +304,17 @@ def shot_table(
     fps : float
         Frame rate, copied to every row.
     min_shot : int
-        Shots shorter than this (frames) are kept with status ``"too_short"``
-        (*ref* ``minShot = 10``); the others are ``"ok"``.
+        Shots shorter than this (frames) get status ``"too_short"`` (*ref*
+        ``minShot = 10``): listed, not used by the pipeline; the others are ``"ok"``.
     max_shot : int
-        Shots longer than this are subsampled with step
-        ``floor(L / max_shot) + 1`` (*ref* ``maxShot = 110``); others have step 1.
+        Longest part, in frames (*ref* ``maxShot = 110``).
 
     Returns
     -------
     list of dict
-        One row per shot, in order: ``shot`` (0-based), ``first``, ``last``
-        (inclusive frame indices), ``fps``, ``step``, ``frames`` (frames after
-        subsampling: ``len(range(first, last + 1, step))``), ``status``.
+        One row per part, in order: ``shot`` (0-based), ``part`` (0-based in
+        its shot), ``first``, ``last`` (inclusive frame indices), ``fps``,
+        ``frames``, ``status`` (the shot's).
 
     Raises
     ------
@@ -318,8 +324,8 @@ def shot_table(
 
     Examples
     --------
-    >>> [(r["first"], r["last"], r["step"], r["frames"], r["status"]) for r in shot_table([5], 300, 25.0)]
-    [(0, 4, 1, 5, 'too_short'), (5, 299, 3, 99, 'ok')]
+    >>> [(r["shot"], r["part"], r["first"], r["last"], r["status"]) for r in shot_table([5], 235, 25.0)]
+    [(0, 0, 0, 4, 'too_short'), (1, 0, 5, 81, 'ok'), (1, 1, 82, 158, 'ok'), (1, 2, 159, 234, 'ok')]
     """
     if n_frames < 1 or min_shot < 1 or max_shot < 1:
         raise ValueError(f"n_frames, min_shot and max_shot must be >= 1, got {n_frames}, {min_shot}, {max_shot}")
@@ -330,16 +336,15 @@ def shot_table(
     rows = []
     for shot, (first, end) in enumerate(zip(bounds[:-1], bounds[1:])):
         length = end - first
-        step = length // max_shot + 1 if length > max_shot else 1
-        rows.append({
-            "shot": shot,
-            "first": first,
-            "last": end - 1,
-            "fps": float(fps),
-            "step": step,
-            "frames": len(range(first, end, step)),
-            "status": "too_short" if length < min_shot else "ok",
-        })
+        status = "too_short" if length < min_shot else "ok"
+        parts = -(-length // max_shot)
+        base, extra = divmod(length, parts)
+        start = first
+        for part in range(parts):
+            size = base + (part < extra)
+            rows.append({"shot": shot, "part": part, "first": start, "last": start + size - 1, "fps": float(fps),
+                         "frames": size, "status": status})
+            start += size
     return rows
 
 

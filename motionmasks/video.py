@@ -147,16 +147,23 @@ def probe(path: str | Path, exact: bool = True, max_pixels: int | None = DEFAULT
     return VideoInfo(count, fps, width, height)
 
 
+def fit_max_side(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    """(width, height) shrunk so the longer side is at most ``max_side``, aspect kept, never enlarged.
+
+    The one size rule of the project: working sizes, flow sizes and shot
+    analysis sizes all come from it.
+    """
+    if not max_side or max(width, height) <= max_side:
+        return width, height
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def resize_max_side(frame: np.ndarray, max_side: int | None) -> np.ndarray:
     """Shrink ``frame`` so its longer side is at most ``max_side`` (never enlarge)."""
-    if not max_side:
-        return frame
     h, w = frame.shape[:2]
-    scale = max_side / max(h, w)
-    if scale >= 1:
-        return frame
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+    size = fit_max_side(w, h, max_side)
+    return frame if size == (w, h) else cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
 
 
 def read_frames(

@@ -7,32 +7,32 @@ from typing import Any
 import numpy as np
 from prefect import task
 
-from motionmasks.consensus import consensus_voting
-from motionmasks.formats import MapShard, read_map_shard, write_map_shard
-from motionmasks.video import read_clip
+from motionmasks.formats import MapShard, ShotRecord, read_map_shard, write_map_shard
+from motionmasks.segment import decode_parts, shot_masks
 
 
 @task(name="consensus-batch")
-def voting_batch(items: list[dict[str, Any]], out_dir: str, options: dict[str, Any]) -> list[dict[str, Any]]:
-    """items: {"video", "motion" (shard path)} -> one row per video.
+def voting_batch(items: list[dict[str, Any]], out_dir: str, consensus: dict[str, Any]) -> list[dict[str, Any]]:
+    """items: {"video", "motion" (shard path), "records": [ShotRecord, ...]} -> one row per video.
 
-    Frames are decoded again at the size the motion stage recorded, so the
-    saliency and the frames always line up. Writes ``<out_dir>/<shard name>``.
+    Decodes each video once, in order, at the records' working size (the size
+    the motion stage's saliency has), and writes ``<out_dir>/<shard name>``
+    with the same frames, in the same order, as the motion shard.
     """
     rows = []
     for item in items:
         start = time.perf_counter()
+        records: list[ShotRecord] = item["records"]
         try:
-            motion = read_map_shard(item["motion"])
-            source, max_side = motion.meta["source"], motion.meta["max_side"]
-            shot_of_frame = motion.extras["shot"]
+            motion = read_map_shard(item["motion"], quantised=True)
+            key = motion.extras["shot"] * 1_000_000 + motion.extras["part"]
             maps = np.zeros_like(motion.maps)
-            for shot in np.unique(shot_of_frame):
-                where = np.flatnonzero(shot_of_frame == shot)
-                indices = motion.frames[where]
-                step = int(indices[1] - indices[0]) if len(indices) > 1 else 1
-                clip, _ = read_clip(source, int(indices[0]), int(indices[-1]), step, max_side)
-                maps[where] = consensus_voting(clip, motion.maps[where], **options)
+            for record, clip in decode_parts(records):
+                where = np.flatnonzero(key == record.shot * 1_000_000 + record.part)
+                if len(where) != len(clip):
+                    raise ValueError(f"the motion shard has {len(where)} frames of shot {record.shot} part "
+                                     f"{record.part}, the shot table {len(clip)}; re-run the motion stage")
+                maps[where] = shot_masks(clip, motion.maps[where], consensus)
             out_path = Path(out_dir) / Path(item["motion"]).name
             write_map_shard(out_path, MapShard(maps, motion.frames, motion.extras, motion.meta))
             rows.append({"video": item["video"], "status": "ok", "reason": "", "path": str(out_path),

@@ -1,24 +1,26 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from typing import Any
 
 from prefect import task
 
-from motionmasks.shots import split_video
+from motionmasks.segment import Segmenter, plan_shots
 
 
 @task(name="shots-batch")
-def split_batch(items: list[dict[str, Any]], options: dict[str, Any]) -> list[dict[str, Any]]:
-    """items: {"video", "path"} -> {"video", "status", "reason", "seconds", "shots": [row, ...]}"""
+def split_batch(items: list[dict[str, Any]], segmenter: Segmenter) -> list[dict[str, Any]]:
+    """items: {"video", "path"} -> {"video", "status", "reason", "seconds", "records": [ShotRecord as dict, ...]}"""
     results = []
     for item in items:
         start = time.perf_counter()
         try:
-            shots = split_video(item["path"], **options)
-            results.append({"video": item["video"], "status": "ok", "reason": "", "shots": shots})
+            records = plan_shots(item["path"], item["video"], segmenter)
+            results.append({"video": item["video"], "status": "ok", "reason": "",
+                            "records": [asdict(r) for r in records]})
         except Exception as exc:  # any item failure is recorded, never raised
             reason = f"{item['path']}: {exc}" if str(item["path"]) not in str(exc) else str(exc)
-            results.append({"video": item["video"], "status": "failed", "reason": reason, "shots": []})
+            results.append({"video": item["video"], "status": "failed", "reason": reason, "records": []})
         results[-1]["seconds"] = time.perf_counter() - start
     return results

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from httpserver import Route, TestServer
-from motionmasks.download import ManifestError, fetch_batch, fetch_one, read_manifest, safe_name
+from motionmasks.download import ManifestError, fetch_batch, fetch_one, read_manifest
+from motionmasks.formats import safe_name
 from motionmasks.formats import OWNER_MARKER
 from motionmasks.video import FRAME_FOLDER_FPS, write_video
 

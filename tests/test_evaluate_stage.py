@@ -41,7 +41,7 @@ def test_cut_scores_within_one_frame():
 def _stage_inputs(tmp_path, with_truth=True):
     import pandas as pd
 
-    from motionmasks.formats import MapShard, write_map_shard, write_table
+    from motionmasks.formats import MapShard, ShotRecord, write_map_shard, write_shot_records, write_table
     from motionmasks.video import write_video
 
     frames = np.zeros((4, 16, 16, 3), np.uint8)
@@ -53,13 +53,14 @@ def _stage_inputs(tmp_path, with_truth=True):
         write_masks(tmp_path / "corpus" / "synthetic" / "synth-001.masks.npz", truth)
     (tmp_path / "corpus").mkdir(exist_ok=True)
     maps = truth.astype(np.float32)  # a perfect prediction
-    meta = {"source": str(tmp_path / "synth-000.mp4"), "video": "synth-000", "max_side": 16}
+    meta = {"source": str(tmp_path / "synth-000.mp4"), "video": "synth-000"}
     for name in ("motion", "consensus"):
         write_map_shard(tmp_path / f"{name}.npz", MapShard(maps, np.arange(4), {"shot": np.zeros(4, np.int64)}, meta))
         write_table(pd.DataFrame({"video": ["synth-000"], "path": [str(tmp_path / f"{name}.npz")]}),
                     tmp_path / f"{name}.parquet")
-    write_table(pd.DataFrame({"video": ["synth-000", "synth-001"], "shot": [0, 0], "first": [0, 0]}),
-                tmp_path / "shots.parquet")
+    write_shot_records(tmp_path / "shots.parquet", [
+        ShotRecord(video=v, source=str(tmp_path / f"{v}.mp4"), shot=0, part=0, first=0, last=3, fps=10.0, width=16,
+                   height=16, work_width=16, work_height=16, status="ok") for v in ("synth-000", "synth-001")])
 
 
 def _run_evaluate(tmp_path, **params):

@@ -98,9 +98,11 @@ def test_motion_with_no_usable_shot_says_so(tmp_path, prefect_api):
     from flows.motion import motion
     from motionmasks.params import MotionParams
 
-    write_table(pd.DataFrame({"id": ["v"], "path": [str(tmp_path / "v.mp4")]}), tmp_path / "fetched.parquet")
-    write_table(pd.DataFrame({"video": ["v"], "shot": [0], "first": [0], "last": [4], "fps": [25.0], "step": [1],
-                              "frames": [5], "status": ["too_short"]}), tmp_path / "shots.parquet")
+    from motionmasks.formats import ShotRecord, write_shot_records
+
+    write_shot_records(tmp_path / "shots.parquet", [ShotRecord(
+        video="v", source=str(tmp_path / "v.mp4"), shot=0, part=0, first=0, last=4, fps=25.0, width=32, height=24,
+        work_width=32, work_height=24, status="too_short")])
     with pytest.raises(StageFailed, match="no usable shot"):
-        motion(tmp_path / "fetched.parquet", tmp_path / "shots.parquet", tmp_path / "shards", tmp_path / "index.parquet",
+        motion(tmp_path / "shots.parquet", tmp_path / "shards", tmp_path / "index.parquet",
                tmp_path / "failures.csv", tmp_path / "metrics.json", MotionParams())

@@ -68,8 +68,8 @@ def test_algorithm_groups_are_the_functions_keyword_arguments():
 
     params = Params()
     for function, group, own in [
-        (split_video, params.shots, {"max_failure_fraction"}),
-        (motion_saliency, params.motion, {"max_side", "max_failure_fraction"}),
+        (split_video, params.shots, {"max_failure_fraction", "working_max_side"}),
+        (motion_saliency, params.motion, {"max_failure_fraction"}),
         (consensus_voting, params.consensus, {"max_failure_fraction"}),
     ]:
         accepted = inspect.signature(function).parameters
@@ -81,3 +81,11 @@ def test_algorithm_groups_are_the_functions_keyword_arguments():
 def test_evaluate_threshold_must_be_one_of_the_thresholds():
     with pytest.raises(ParamsError, match=r"evaluate.threshold: must be one of evaluate.thresholds \[0.4, 0.7\]"):
         parse_params({"evaluate": {"thresholds": [0.4, 0.7], "threshold": 0.5}})
+
+
+def test_the_segmenter_of_the_params_is_the_segmenters_default():
+    from motionmasks.segment import Segmenter
+
+    segmenter = Segmenter.from_params(Params())
+    assert segmenter.working_max_side == Segmenter().working_max_side == 256
+    assert "working_max_side" not in segmenter.shots and "max_failure_fraction" not in segmenter.motion

@@ -132,3 +132,24 @@ def test_force_reruns_only_the_stage_asked_for(project):
     assert "corpus      skipped (up to date)" in summary and "download    skipped (up to date)" in summary
     assert "shots       ran" in summary
     assert "motion" not in summary  # downstream stages are not part of `run shots`
+
+
+def test_pipeline_and_segment_command_write_the_same_masks(project, tmp_path):
+    """One segmenter: the consensus stage's masks, brought to full size, equal `motionmasks segment`'s PNGs."""
+    import cv2
+    import numpy as np
+
+    from motionmasks.cli import main
+    from motionmasks.formats import mask_at_size, read_map_shard, read_shot_records
+
+    records = [r for r in read_shot_records(project / "data/shots/shots.parquet", usable_only=True)
+               if r.video == "synth-000"]
+    source = project / records[0].source
+    shards = dict(read_table(project / "data/consensus/index.parquet")[["video", "path"]].itertuples(index=False))
+    shard = read_map_shard(project / shards["synth-000"], quantised=True)
+    assert main(["segment", str(source), "--out", str(tmp_path), "--params", str(project / "params.yaml"),
+                 "--workers", "1", "--quiet"]) == 0
+    assert len(shard.frames) == sum(r.frames for r in records) > 0
+    for frame, mask in zip(shard.frames, shard.maps):
+        png = cv2.imread(str(tmp_path / source.stem / f"{int(frame):05d}.png"), cv2.IMREAD_UNCHANGED)
+        assert np.array_equal(png, mask_at_size(mask, records[0].width, records[0].height)), f"frame {frame}"

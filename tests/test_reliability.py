@@ -19,7 +19,8 @@ import pytest
 from httpserver import Route, TestServer
 
 from motionmasks.cli import main
-from motionmasks.download import fetch_batch, fetch_one, read_manifest, safe_name
+from motionmasks.download import fetch_batch, fetch_one, read_manifest
+from motionmasks.formats import safe_name
 from motionmasks.formats import OWNER_MARKER, read_table
 from motionmasks.params import ParamsError, load_params
 from motionmasks.redact import redact_text, redact_url

@@ -6,7 +6,9 @@ import pytest
 
 import clips
 from clips import iou
-from motionmasks.segment import segment_frames, segment_video
+from motionmasks.segment import (
+    Segmenter, decode_parts, plan_shots, segment_frames, segment_source, write_mask_folder,
+)
 from motionmasks.video import VideoError
 
 
@@ -32,7 +34,7 @@ def test_segment_frames_finds_a_moving_square_without_labels():
 
 def test_segment_frames_works_at_a_working_size_smaller_than_the_input():
     frames, masks = moving_square()
-    maps = segment_frames(frames, consensus={"working_max_side": 64, "n_segments": 100})
+    maps = segment_frames(frames, working_max_side=64, consensus={"n_segments": 100})
     assert maps.shape == masks.shape
     assert np.mean([iou(m >= 0.5, g) for m, g in zip(maps, masks)]) > 0.6
 
@@ -73,65 +75,84 @@ def test_segment_frames_rejects_grey_frames():
         segment_frames(np.zeros((2, 16, 16), np.uint8))
 
 
-def test_segment_video_streams_every_frame_in_order_at_full_size(tmp_path):
+def _records(folder: Path, max_shot: int = 110, working_max_side: int = 256, video: str = "clip"):
+    return plan_shots(folder, video, Segmenter(shots={"max_shot": max_shot, "min_shot": 1},
+                                                working_max_side=working_max_side))
+
+
+def test_plan_shots_gives_parts_with_source_and_sizes(tmp_path):
+    folder = write_folder(tmp_path / "clip", moving_square(t=12)[0])
+    records = _records(folder, max_shot=5, working_max_side=64)
+    assert [(r.shot, r.part, r.first, r.last) for r in records] == [(0, 0, 0, 3), (0, 1, 4, 7), (0, 2, 8, 11)]
+    assert {(r.video, r.source, r.width, r.height, r.work_width, r.work_height, r.status) for r in records} == {
+        ("clip", str(folder), 128, 96, 64, 48, "ok")}
+
+
+def test_decode_parts_reads_the_video_once_in_order(tmp_path, monkeypatch):
+    import motionmasks.segment as segment
+
+    frames = moving_square(t=12)[0]
+    folder = write_folder(tmp_path / "clip", frames)
+    records = _records(folder, max_shot=5, working_max_side=64)
+    passes = []
+    real = segment.read_frames
+
+    def counting(*args, **kwargs):
+        passes.append(kwargs)
+        yield from real(*args, **kwargs)
+
+    monkeypatch.setattr(segment, "read_frames", counting)
+    parts = list(decode_parts(records[::-1]))  # any order in, the video's order out
+    assert len(passes) == 1
+    assert [(r.part, clip.shape) for r, clip in parts] == [(0, (4, 48, 64, 3)), (1, (4, 48, 64, 3)),
+                                                           (2, (4, 48, 64, 3))]
+    expected = cv2.resize(frames[5], (64, 48), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(parts[1][1][1], expected)
+
+
+def test_decode_parts_names_a_video_that_ends_too_soon(tmp_path):
+    from dataclasses import replace
+
+    folder = write_folder(tmp_path / "clip", moving_square(t=6)[0])
+    [record] = _records(folder)
+    with pytest.raises(VideoError, match=r"ended before frame 9 \(shot 0, part 0\)"):
+        list(decode_parts([replace(record, last=9)]))
+
+
+def test_write_mask_folder_writes_every_frame_at_full_size(tmp_path):
     frames, masks = moving_square(t=12)
     folder = write_folder(tmp_path / "clip", frames)
-    calls = []
-    out = list(segment_video(folder, chunk=5, progress=lambda done, total: calls.append((done, total))))
-    assert [index for index, _ in out] == list(range(12))
-    assert all(m.shape == (96, 128) and m.dtype == np.float32 for _, m in out)
-    assert calls == [(4, 12), (8, 12), (12, 12)]  # 12 frames, chunk 5: three windows of 4
-    assert np.mean([iou(m >= 0.5, g) for (_, m), g in zip(out, masks)]) > 0.7
+    steps = []
+    written = write_mask_folder(folder, tmp_path / "out", Segmenter(shots={"max_shot": 5}), progress=steps.append)
+    pngs = sorted((tmp_path / "out").glob("*.png"))
+    assert written == 12 and sum(steps) == 12 and [p.stem for p in pngs] == [f"{i:05d}" for i in range(12)]
+    got = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in pngs]
+    assert all(m.shape == (96, 128) and m.dtype == np.uint8 for m in got)
+    assert np.mean([iou(m >= 128, g) for m, g in zip(got, masks)]) > 0.7
 
 
-def test_segment_video_gives_a_tqdm_like_progress_the_window_sizes(tmp_path):
-    folder = write_folder(tmp_path / "clip", moving_square(t=7)[0])
-
-    class Bar:
-        steps = []
-
-        def update(self, n):
-            self.steps.append(n)
-
-    bar = Bar()
-    assert len(list(segment_video(folder, chunk=3, progress=bar))) == 7
-    assert bar.steps == [3, 2, 2]
-
-
-def test_segment_video_max_side_sets_the_map_size(tmp_path):
-    folder = write_folder(tmp_path / "clip", moving_square(t=3)[0])
-    _, first = next(segment_video(folder, max_side=64))
-    assert first.shape == (48, 64)
-
-
-def test_segment_video_of_a_missing_path_names_it(tmp_path):
+def test_write_mask_folder_of_a_missing_path_names_it(tmp_path):
     with pytest.raises(VideoError, match="nothing-here.mp4"):
-        next(segment_video(tmp_path / "nothing-here.mp4"))
+        write_mask_folder(tmp_path / "nothing-here.mp4", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
-def test_segment_video_rejects_a_zero_chunk(tmp_path):
-    with pytest.raises(ValueError, match="chunk"):
-        next(segment_video(tmp_path, chunk=0))
-
-
-def test_segment_video_windows_never_cross_a_shot_cut(tmp_path, monkeypatch):
-    import motionmasks.segment as segment
+def test_parts_never_cross_a_shot_cut(tmp_path):
     from motionmasks.synthetic import make_video
     from motionmasks.video import write_video
 
     video = make_video(5, width=64, height=48, shots=2, shot_frames=(14, 14), max_objects=1)
     write_video(tmp_path / "two_shots.mp4", video.frames, fps=25)
-    windows = []
-    real = segment._segment_small
+    records = _records(tmp_path / "two_shots.mp4", max_shot=10)
+    assert [(r.shot, r.first, r.last) for r in records] == [(0, 0, 6), (0, 7, 13), (1, 14, 20), (1, 21, 27)]
 
-    def record(small, *args, **kwargs):
-        windows.append(len(small))
-        return real(small, *args, **kwargs)
 
-    monkeypatch.setattr(segment, "_segment_small", record)
-    out = list(segment.segment_video(tmp_path / "two_shots.mp4", chunk=10))
-    assert [i for i, _ in out] == list(range(28))
-    assert windows == [7, 7, 7, 7]  # each 14-frame shot in two windows, none spanning the cut at 14
-    windows.clear()
-    list(segment.segment_video(tmp_path / "two_shots.mp4", chunk=10, cuts=[]))
-    assert windows == [10, 9, 9]  # told there is no cut: near-equal windows over the whole video
+def test_the_segmenter_is_the_same_in_memory_and_from_a_folder(tmp_path):
+    """segment_frames (arrays) and the pipeline/CLI path (decode_parts -> shot_saliency -> shot_masks)."""
+    frames = moving_square(t=10)[0]
+    folder = write_folder(tmp_path / "clip", frames)
+    records = _records(folder, working_max_side=64)
+    [(record, masks)] = list(segment_source(records, Segmenter(working_max_side=64)))
+    in_memory = segment_frames(frames, working_max_side=64)
+    assert np.array_equal(np.rint(in_memory * 255).astype(np.uint8),
+                          np.stack([cv2.resize(m, (128, 96), interpolation=cv2.INTER_LINEAR) for m in masks]))

@@ -152,21 +152,33 @@ def test_feature_width_must_match_bins_and_cues():
 
 def test_shot_table_rows():
     rows = shot_table([9, 19, 130], 460, 25.0, min_shot=10, max_shot=110)
-    assert rows == [
-        {"shot": 0, "first": 0, "last": 8, "fps": 25.0, "step": 1, "frames": 9, "status": "too_short"},
-        {"shot": 1, "first": 9, "last": 18, "fps": 25.0, "step": 1, "frames": 10, "status": "ok"},
-        {"shot": 2, "first": 19, "last": 129, "fps": 25.0, "step": 2, "frames": 56, "status": "ok"},
-        {"shot": 3, "first": 130, "last": 459, "fps": 25.0, "step": 4, "frames": 83, "status": "ok"},
+    assert [(r["shot"], r["part"], r["first"], r["last"], r["frames"], r["status"]) for r in rows] == [
+        (0, 0, 0, 8, 9, "too_short"),
+        (1, 0, 9, 18, 10, "ok"),
+        (2, 0, 19, 74, 56, "ok"),  # 111 frames: two parts of 56 and 55
+        (2, 1, 75, 129, 55, "ok"),
+        (3, 0, 130, 239, 110, "ok"),  # 330 frames: three parts of 110
+        (3, 1, 240, 349, 110, "ok"),
+        (3, 2, 350, 459, 110, "ok"),
     ]
+    assert {r["fps"] for r in rows} == {25.0}
 
 
-def test_shot_of_exactly_max_shot_frames_is_not_subsampled():
-    assert shot_table([], 110, 30.0)[0]["step"] == 1
+def test_parts_cover_every_frame_of_every_shot_once():
+    for n_frames, cuts, max_shot in [(1000, [3, 250, 251, 777], 110), (57, [], 7), (12, [1, 2, 3], 1)]:
+        rows = shot_table(cuts, n_frames, 25.0, min_shot=1, max_shot=max_shot)
+        covered = [f for r in rows for f in range(r["first"], r["last"] + 1)]
+        assert covered == list(range(n_frames))
+        assert max(r["frames"] for r in rows) <= max_shot
+
+
+def test_shot_of_exactly_max_shot_frames_is_one_part():
+    assert [(r["part"], r["frames"]) for r in shot_table([], 110, 30.0)] == [(0, 110)]
 
 
 def test_no_cut_is_one_shot():
     assert shot_table([], 1, 24.0) == [
-        {"shot": 0, "first": 0, "last": 0, "fps": 24.0, "step": 1, "frames": 1, "status": "too_short"}
+        {"shot": 0, "part": 0, "first": 0, "last": 0, "fps": 24.0, "frames": 1, "status": "too_short"}
     ]
 
 
@@ -183,9 +195,10 @@ def test_split_video_file(tmp_path):
     path = tmp_path / "clip.mp4"
     write_video(path, np.concatenate([pan(texture(1), 12), pan(texture(2), 8)]), fps=25.0)
     rows = split_video(path, max_shot=10)
-    assert [(r["first"], r["last"], r["step"], r["frames"], r["status"]) for r in rows] == [
-        (0, 11, 2, 6, "ok"),
-        (12, 19, 1, 8, "too_short"),
+    assert [(r["shot"], r["part"], r["first"], r["last"], r["status"]) for r in rows] == [
+        (0, 0, 0, 5, "ok"),
+        (0, 1, 6, 11, "ok"),
+        (1, 0, 12, 19, "too_short"),
     ]
     assert {r["fps"] for r in rows} == {25.0} and "video" not in rows[0]
 
@@ -206,4 +219,4 @@ def test_split_video_unreadable_file_names_it(tmp_path):
 def test_continuous_real_footage_is_one_shot():
     # A hand-held zoom-in with flickering light (checked by eye: no cut).
     rows = split_video(shared_path("data", "videos", "cutie-example.mp4"))
-    assert [(r["first"], r["last"]) for r in rows] == [(0, 116)]
+    assert {r["shot"] for r in rows} == {0} and (rows[0]["first"], rows[-1]["last"]) == (0, 116)  # in 2 parts
