@@ -47,6 +47,9 @@ def make_task_runner(runtime: RuntimeParams, kind: Literal["cpu", "io"], io_work
 def _single_threaded_opencv() -> None:
     import cv2
 
+    from flows.lifeline import die_with_parent
+
+    die_with_parent()  # a pool worker goes down with its stage process
     cv2.setNumThreads(1)
 
 

@@ -43,11 +43,21 @@ def _dashboard_record(root: Path) -> Path:
     return root / ".prefect" / "dashboard.json"
 
 
+def _started(pid: int) -> float:
+    import psutil
+
+    return psutil.Process(pid).create_time()
+
+
 def record_dashboard(root: Path, pid: int, url: str) -> None:
-    """Note that this project's ``motionmasks dashboard`` (process ``pid``) serves ``url``."""
+    """Note that this project's ``motionmasks dashboard`` (process ``pid``) serves ``url``.
+
+    The process's start time is kept too: a pid reused after a crash or a
+    reboot is then not taken for the dashboard.
+    """
     from motionmasks.formats import write_json
 
-    write_json({"pid": pid, "url": url}, _dashboard_record(root))
+    write_json({"pid": pid, "started": _started(pid), "url": url}, _dashboard_record(root))
 
 
 def forget_dashboard(root: Path, pid: int) -> None:
@@ -63,11 +73,12 @@ def project_dashboard(root: Path) -> str | None:
     Only a server this project started counts: whatever else listens on port
     4200 (another user's, another program) never receives this run's logs.
     """
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+    import psutil
+
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError, psutil.Error):
         record = json.loads(_dashboard_record(root).read_text())
         pid, url = int(record["pid"]), str(record["url"])
-        os.kill(pid, 0)  # ProcessLookupError (an OSError) when it is gone
-        if _api_healthy(url):
+        if _started(pid) == float(record["started"]) and _api_healthy(url):  # psutil.NoSuchProcess when gone
             return url
     return None
 
@@ -87,6 +98,10 @@ def use_prefect_server(root: Path) -> Iterator[str]:
 
     server = SubprocessASGIServer()  # the default instance, so Prefect itself reuses it
     server.start()
+    if server.server_process is not None:  # killed with this run, even by SIGKILL
+        from flows.lifeline import reap_when_gone
+
+        reap_when_gone(os.getpid(), server.server_process.pid)
     os.environ["PREFECT_API_URL"] = server.api_url
     try:
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):

@@ -161,15 +161,20 @@ def _segmenter_options(params_path: Path) -> tuple[Any, int]:
     return Segmenter.from_params(params), params.download.max_frame_pixels
 
 
-def _output_problem(source: Path, target: Path) -> str | None:
-    """Why ``target`` (replaced by the masks of ``source``) must not be written, or None."""
+def _output_problem(source: Path, target: Path, inputs: list[Path]) -> str | None:
+    """Why ``target`` (replaced by the masks of ``source``) must not be written, or None.
+
+    No input of the whole command may be the target, inside it, or hold it.
+    """
     from motionmasks.formats import NotOurFolderError, check_replaceable
 
-    src, dst = source.resolve(), target.resolve()
-    if src == dst or dst in src.parents:
-        return f"the output folder {target} would replace the input {source}; choose another --out"
-    if source.is_dir() and src in dst.parents:
-        return f"the output folder {target} is inside the input frame folder {source}; choose another --out"
+    dst = target.resolve()
+    for given in inputs:
+        src = given.resolve()
+        if src == dst or dst in src.parents:
+            return f"the output folder {target} would replace the input {given}; choose another --out"
+        if given.is_dir() and src in dst.parents:
+            return f"the output folder {target} is inside the input frame folder {given}; choose another --out"
     try:
         check_replaceable(target)
     except NotOurFolderError as exc:
@@ -185,8 +190,11 @@ def _error_line(source: Path, exc: BaseException) -> str:
 def _segment_worker_init(queue: Any) -> None:
     import cv2
 
+    from flows.lifeline import die_with_parent
+
     global _PROGRESS
     _PROGRESS = queue
+    die_with_parent()  # a killed `segment` leaves no worker writing
     cv2.setNumThreads(1)  # parallelism comes from one process per core
 
 
@@ -219,7 +227,13 @@ def cmd_segment(args: argparse.Namespace) -> int:
         print(f"error: --workers must be at least 1, got {args.workers}", file=sys.stderr)
         return 2
     sweep_temporaries(args.out)  # left by a killed earlier segment into this folder
-    names = [source.name if source.is_dir() else source.stem for source in args.inputs]
+    # resolved: "." or "frames/" must name a folder, never the output folder itself
+    names = [source.resolve().name if source.is_dir() else source.stem for source in args.inputs]
+    nameless = [str(s) for s, n in zip(args.inputs, names) if not n]
+    if nameless:
+        print(f"error: {', '.join(nameless)}: no name to give the output folder; name the input by its path",
+              file=sys.stderr)
+        return 2
     clashes = sorted({n for n in names if names.count(n) > 1})
     if clashes:
         print(f"error: several inputs would write the same output folder ({', '.join(clashes)}); "
@@ -229,7 +243,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     jobs: list[tuple[Path, Path]] = []
     total = 0
     for source, name in zip(args.inputs, names):
-        problem = _output_problem(source, args.out / name)
+        problem = _output_problem(source, args.out / name, args.inputs)
         if problem is None:
             try:  # cheap (headers and one frame): the progress bar's total, and bad inputs named at once
                 total += probe(source, exact=False, max_pixels=max_pixels).frames
@@ -302,6 +316,16 @@ def _segment_in_parallel(jobs: list[tuple[Path, Path]], segmenter: Any, max_pixe
     return outcomes
 
 
+def _our_scores(path: Path) -> bool:
+    import json
+
+    try:
+        scores = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(scores, dict) and set(scores) == {"thresholds", "precision_recall_threshold"}
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from motionmasks.evaluate import ScoreError, score_folders
     from motionmasks.formats import write_json
@@ -324,9 +348,13 @@ def cmd_score(args: argparse.Namespace) -> int:
             js = [results[str(t)]["sequences"][seq]["J"] for t in thresholds]
             p, r = (results[main_t]["sequences"][seq][k] for k in ("precision", "recall"))
         print(seq.ljust(24) + "".join(f"{j:9.3f}" for j in js) + f"  {p:9.3f}  {r:6.3f}")
-    out = args.json or args.pred / "scores.json"
-    if out.is_dir():
+    out = Path(args.json) if args.json else args.pred / "scores.json"
+    if out.is_dir() or (args.json or "").endswith(("/", os.sep)):  # a folder, existing or to be made
         out = out / "scores.json"
+    if out.is_file() and not _our_scores(out):
+        print(f"error: {out} exists and was not written by motionmasks score; it is left as it is: "
+              "pass --json with another file", file=sys.stderr)
+        return 2
     write_json({"thresholds": results, "precision_recall_threshold": float(main_t)}, out)
     print(f"written: {out}")
     return 0
@@ -373,7 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--gt", type=Path, required=True, help="ground truth masks: <seq>/<frame>.png")
     score.add_argument("--threshold", type=float, action="append",
                        help="binarisation threshold (repeatable; default: 0.4, 0.5 and 0.7)")
-    score.add_argument("--json", type=Path, help="where to write the scores (default: PRED/scores.json)")
+    score.add_argument("--json", help="where to write the scores: a file, or a folder for "
+                       "FOLDER/scores.json (default: PRED/scores.json)")
     score.set_defaults(func=cmd_score)
     return parser
 

@@ -148,7 +148,10 @@ class _Source:
 
 
 def _is_local(url: str) -> bool:
-    scheme = urlparse(url).scheme
+    try:
+        scheme = urlparse(url).scheme
+    except ValueError:  # a malformed url: not a path either; fetch_one fails that item by name
+        return False
     return scheme == "" or len(scheme) == 1  # one letter: a Windows drive, not a scheme
 
 
@@ -405,7 +408,8 @@ def _fetch(
         return
     if scheme == "file":
         if parsed.netloc not in ("", "localhost"):
-            raise _Failure(f"file url names host {parsed.netloc!r}", "write file:///absolute/path", transient=False)
+            raise _Failure(f"file url names host {parsed.hostname or parsed.netloc.rsplit('@', 1)[-1]!r}",
+                           "write file:///absolute/path", transient=False)
         source = Path(url2pathname(unquote(parsed.path)))
     elif _is_local(url):
         source = Path(url).expanduser()
@@ -606,15 +610,26 @@ def _open(client: httpx.Client, url: str, headers: dict[str, str], policy: _Poli
     """
     for _ in range(policy.max_redirects + 1):
         request = client.build_request("GET", url, headers=headers, timeout=policy.timeout_s)
-        response = client.send(request, stream=True)
+        try:
+            response = client.send(request, stream=True)
+        except httpx.RemoteProtocolError as error:
+            if "location header" not in str(error).lower():
+                raise
+            # httpx checks a redirect's Location even when it does not follow it
+            raise _Failure(f"redirected to a malformed url ({error})", "use the final url", transient=False) from None
         if response.status_code not in REDIRECT_STATUS or "Location" not in response.headers:
             try:
                 yield response
             finally:
                 response.close()
             return
-        target = str(response.url.join(response.headers["Location"]))
         response.close()
+        try:
+            target = str(response.url.join(response.headers["Location"]))
+            httpx.URL(target)  # raises for a malformed one
+        except (httpx.InvalidURL, ValueError):
+            raise _Failure(f"redirected to a malformed url {redact_text(response.headers['Location'])!r}",
+                           "use the final url", transient=False) from None
         old, new = urlparse(url).scheme.lower(), urlparse(target).scheme.lower()
         if new not in ("http", "https") or (old == "https" and new == "http"):
             raise _Failure(f"redirected from {old} to {redact_url(target)}",

@@ -211,8 +211,8 @@ def _read_png(path: Path) -> np.ndarray:
 def read_truth_mask(path: str | os.PathLike) -> np.ndarray:
     """A ground-truth mask file as a boolean array (H, W): the one reader of ground truth.
 
-    Accepted: a single-channel (or grey stored as colour) image whose values
-    are 0/255 or 0/1. Anything else raises :class:`ScoreError` naming the file
+    Accepted: a single-channel (or grey stored as colour) 8- or 16-bit image
+    whose values are 0/255 (0/65535) or 0/1. Anything else raises :class:`ScoreError` naming the file
     and the values found, so a mask with a noisy background (values 1-2) or a
     multi-object colour annotation never scores silently wrong.
     """
@@ -224,12 +224,13 @@ def read_truth_mask(path: str | os.PathLike) -> np.ndarray:
             raise ScoreError(f"{path}: ground truth is a colour image; give a binary mask (0/255 or 0/1, one "
                              "channel), e.g. one object's mask of a multi-object annotation")
         image = colour[..., 0]
-    if image.dtype != np.uint8:
-        raise ScoreError(f"{path}: ground truth is {image.dtype}; give an 8-bit binary mask (0/255 or 0/1)")
-    present = np.flatnonzero(np.bincount(image.ravel(), minlength=256))
-    if not (set(present) <= {0, 255} or set(present) <= {0, 1}):
+    if image.dtype not in (np.uint8, np.uint16):
+        raise ScoreError(f"{path}: ground truth is {image.dtype}; give a binary mask PNG (0/255 or 0/1)")
+    top = int(np.iinfo(image.dtype).max)  # 255, or 65535 for 16-bit masks
+    present = np.flatnonzero(np.bincount(image.ravel(), minlength=top + 1))
+    if not (set(present) <= {0, top} or set(present) <= {0, 1}):
         shown = ", ".join(str(v) for v in present[:8]) + (f" and {len(present) - 8} more" if len(present) > 8 else "")
-        raise ScoreError(f"{path}: ground truth must be binary, 0/255 or 0/1, but holds the values {shown}; "
+        raise ScoreError(f"{path}: ground truth must be binary, 0/{top} or 0/1, but holds the values {shown}; "
                          "binarise it (e.g. mask > 127) before scoring")
     return image > 0
 

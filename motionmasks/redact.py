@@ -9,16 +9,28 @@ Prefect artifact gets the redacted form.
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
+from urllib.parse import unquote, urlparse, urlunparse
 
 REDACTED = "***"
-# Query keys whose values are credentials (API keys, signed-URL signatures, session tokens).
+# Keys whose values are credentials (API keys, signed-URL signatures, session tokens), in a
+# url's query, its fragment (``#access_token=``, OAuth) or its path parameters (``;token=``).
 _SECRET_KEY = re.compile(r"token|key|sig|secret|pass|pwd|auth|cred|session|jwt", re.IGNORECASE)
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+_TRAILING = ").,;:!?]"  # sentence punctuation after a url in a message, not part of it
+_USERINFO_IN_TEXT = re.compile(r"[^\s/@:'\"()<>]+:[^\s/@'\"()<>]*@(?=[A-Za-z0-9\[])")
+_MIN_SCRUBBED = 4  # shorter secrets are only removed where they stand in a url (not from every word)
+
+
+def _redact_pairs(text: str, separator: str = "&") -> str:
+    pairs = [part.split("=", 1) for part in text.split(separator)]
+    if not any(len(pair) == 2 and _SECRET_KEY.search(pair[0]) for pair in pairs):
+        return text
+    return separator.join(f"{pair[0]}={REDACTED}" if len(pair) == 2 and _SECRET_KEY.search(pair[0])
+                          else "=".join(pair) for pair in pairs)
 
 
 def redact_url(url: str) -> str:
-    """``url`` as it may be shown or stored: user, password and secret query values replaced by ``***``.
+    """``url`` as it may be shown or stored: user, password and secret values replaced by ``***``.
 
     The fetch itself uses the real url; every table, report, log line and
     Prefect artifact gets this form.
@@ -31,39 +43,41 @@ def redact_url(url: str) -> str:
     try:
         parsed = urlparse(url)
     except ValueError:
-        return _URL_IN_TEXT.sub(REDACTED, url)
+        return _URL_IN_TEXT.sub(REDACTED, _USERINFO_IN_TEXT.sub(f"{REDACTED}@", url))
     if not parsed.scheme or len(parsed.scheme) == 1:
         return url  # a local path: nothing secret in it
     netloc = parsed.netloc
     if "@" in netloc:
         netloc = f"{REDACTED}@{netloc.rsplit('@', 1)[1]}"
-    query = parsed.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(_SECRET_KEY.search(k) for k, _ in pairs):
-            query = urlencode([(k, REDACTED if _SECRET_KEY.search(k) else v) for k, v in pairs], safe="*")
-    return urlunparse(parsed._replace(netloc=netloc, query=query))
+    return urlunparse(parsed._replace(netloc=netloc, query=_redact_pairs(parsed.query),
+                                      fragment=_redact_pairs(parsed.fragment),
+                                      params=_redact_pairs(parsed.params, ";")))
 
 
 def _secrets_of(url: str) -> list[str]:
-    """The credential strings inside ``url``, raw and percent-decoded."""
+    """The credential strings inside ``url`` long enough to be scrubbed from any text."""
     try:
         parsed = urlparse(url)
     except ValueError:
         return []
-    found = []
-    if parsed.username:
-        found.append(parsed.username)
-    if parsed.password:
-        found.append(parsed.password)
-    found += [v for k, v in parse_qsl(parsed.query, keep_blank_values=True) if _SECRET_KEY.search(k)]
-    raw = [part for part in parsed.netloc.rsplit("@", 1)[0].split(":")] if "@" in parsed.netloc else []
-    return sorted({s for s in found + raw if len(s) >= 3}, key=len, reverse=True)
+    found = [parsed.username or "", parsed.password or ""]
+    for part, separator in ((parsed.query, "&"), (parsed.fragment, "&"), (parsed.params, ";")):
+        found += [pair[1] for pair in (p.split("=", 1) for p in part.split(separator))
+                  if len(pair) == 2 and _SECRET_KEY.search(pair[0])]
+    found += [unquote(s) for s in found]
+    return sorted({s for s in found if len(s) >= _MIN_SCRUBBED}, key=len, reverse=True)
+
+
+def _redact_match(match: re.Match) -> str:
+    url = match.group(0)
+    kept = url.rstrip(_TRAILING)
+    return redact_url(kept) + url[len(kept):]
 
 
 def redact_text(text: str, url: str = "") -> str:
     """``text`` with every url in it redacted, and the credentials of ``url`` wherever they appear."""
-    text = _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+    text = _URL_IN_TEXT.sub(_redact_match, text)
+    text = _USERINFO_IN_TEXT.sub(f"{REDACTED}@", text)
     for secret in _secrets_of(url):
         text = text.replace(secret, REDACTED)
     return text

@@ -76,7 +76,8 @@ def test_run_produces_corpus_downloads_and_shot_table(project):
         found = shots[shots["video"] == video]
         assert len(found) == len(expected), f"{video}: found {found[['first', 'last']].values.tolist()}"
     assert read_json(project / "metrics/download.json")["failed"] == 0
-    assert read_json(project / "metrics/shots.json")["shots"] == len(shots)
+    assert read_json(project / "metrics/shots.json")["shots"] == len(shots[shots["part"] == 0])
+    assert read_json(project / "metrics/shots.json")["parts_usable"] == int((shots["status"] == "ok").sum())
 
 
 def test_run_segments_every_usable_shot_and_scores_against_truth(project):

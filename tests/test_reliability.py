@@ -447,6 +447,7 @@ def test_no_user_string_reaches_a_shell():
 
 
 def test_logs_go_only_to_a_server_this_project_started(tmp_path):
+    import json
     import os
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -465,12 +466,17 @@ def test_logs_go_only_to_a_server_this_project_started(tmp_path):
     stranger = ThreadingHTTPServer(("127.0.0.1", 0), Health)
     threading.Thread(target=stranger.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{stranger.server_address[1]}/api"
+    record = tmp_path / ".prefect" / "dashboard.json"
     try:
         assert project_dashboard(tmp_path) is None  # something answers, but nobody here started it
-        record_dashboard(tmp_path, 999_999_999, url)  # ours once, but that process is gone
-        assert project_dashboard(tmp_path) is None
         record_dashboard(tmp_path, os.getpid(), url)
         assert project_dashboard(tmp_path) == url
+        ours = json.loads(record.read_text())
+        record.write_text(json.dumps({**ours, "pid": 999_999_999}))  # ours once, but that process is gone
+        assert project_dashboard(tmp_path) is None
+        record.write_text(json.dumps({**ours, "started": ours["started"] - 1000}))  # the pid, reused since
+        assert project_dashboard(tmp_path) is None
+        record_dashboard(tmp_path, os.getpid(), url)
         forget_dashboard(tmp_path, os.getpid())
         assert project_dashboard(tmp_path) is None
     finally:
@@ -511,3 +517,136 @@ def test_fetched_table_and_failures_report_store_no_secret(frames_dir, tmp_path,
 
 def test_safe_name_is_the_only_way_ids_become_paths():
     assert safe_name("../x") != "../x" and "/" not in safe_name("a/b") and not safe_name("..").startswith(".")
+
+
+# --------------------------------------------------------------------------- found by a second hostile review
+
+
+def test_one_input_never_replaces_a_folder_holding_another(frames_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    src = _copy(frames_dir / "bear", tmp_path / "src" / "clip")
+    assert main(["segment", str(src), "--out", "out", "--quiet"]) == 0  # out/clip is ours now
+    mine = _copy(frames_dir / "bear", tmp_path / "out" / "clip" / "myframes")
+    before = _tree(mine)
+    for workers in ("1", "2"):
+        assert main(["segment", str(mine), str(src), "--out", "out", "--quiet", "--workers", workers]) == 1
+        assert "would replace the input" in capsys.readouterr().err
+        assert _tree(mine) == before
+
+
+def test_dot_input_names_its_folder_and_never_replaces_out(frames_dir, tmp_path, monkeypatch):
+    frames = _copy(frames_dir / "bear", tmp_path / "frames")
+    (tmp_path / "res").mkdir()
+    (tmp_path / "res" / "notes.txt").write_text("keep")
+    monkeypatch.chdir(frames)
+    for dot in (".", "./"):
+        assert main(["segment", dot, "--out", str(tmp_path / "res"), "--quiet"]) == 0
+    assert (tmp_path / "res" / "notes.txt").read_text() == "keep"
+    assert len(list((tmp_path / "res" / "frames").glob("*.png"))) == 12
+
+
+def test_a_malformed_url_fails_its_row_only(frames_dir, tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f'id,url\nj,"http://eve:PASS12@[::1/x"\ngood,{frames_dir / "clip.mp4"}\n')
+    rows = fetch_batch(read_manifest(manifest).to_dict("records"), tmp_path / "v")
+    assert [r["status"] for r in rows] == ["failed", "ok"]
+    assert rows[0]["reason"].startswith("j: malformed url") and "PASS12" not in repr(rows)
+
+
+def test_16_bit_ground_truth_is_read_and_checked(davis, capsys):
+    pred, gt = davis
+    for path in (gt / "s").iterdir():
+        cv2.imwrite(str(path), (cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) > 0).astype(np.uint16))
+    assert main(["score", "--pred", str(pred), "--gt", str(gt), "--threshold", "0.5"]) == 0
+    odd = (cv2.imread(str(gt / "s" / "00000.png"), cv2.IMREAD_UNCHANGED)).astype(np.uint16) * 300
+    odd[0, 0] = 7
+    cv2.imwrite(str(gt / "s" / "00000.png"), odd)
+    assert main(["score", "--pred", str(pred), "--gt", str(gt)]) == 2
+    assert "must be binary, 0/65535 or 0/1, but holds the values 0, 7, 300" in capsys.readouterr().err
+
+
+def test_score_json_to_a_new_folder_and_never_over_a_users_file(davis, tmp_path, capsys):
+    pred, gt = davis
+    assert main(["score", "--pred", str(pred), "--gt", str(gt), "--json", str(tmp_path / "new") + "/"]) == 0
+    assert (tmp_path / "new" / "scores.json").is_file()
+    (pred / "scores.json").write_text('{"mine": 1}')
+    assert main(["score", "--pred", str(pred), "--gt", str(gt)]) == 2
+    assert "was not written by motionmasks score" in capsys.readouterr().err
+    assert (pred / "scores.json").read_text() == '{"mine": 1}'
+    assert main(["score", "--pred", str(pred), "--gt", str(gt), "--json", str(tmp_path / "new")]) == 0  # ours
+
+
+def test_short_and_unusual_credentials_are_redacted(tmp_path):
+    result = fetch_one("x", "file://bob:pw@host/x.mp4", tmp_path / "v")
+    assert "pw" not in result.reason.replace("pw@", "") and "bob" not in result.reason
+    assert redact_url("https://h/ok.mp4#access_token=FRAGTOK") == "https://h/ok.mp4#access_token=***"
+    assert redact_url("https://h/404;token=PARAMTOK") == "https://h/404;token=***"
+    assert redact_text("failed (http://h/500?token=abc); try later") == "failed (http://h/500?token=***); try later"
+
+
+def test_a_malformed_redirect_is_a_clear_failure(tmp_path):
+    with TestServer() as server:
+        hop = server.add("/hop", Route(statuses=[302], headers={"Location": "http://[::1/x"}))
+        result = fetch_one("x", hop, tmp_path / "v", sleep=lambda s: None)
+    assert result.status == "failed" and "redirected to a malformed url" in result.reason and "bug" not in result.reason
+
+
+def test_a_yaml_key_that_is_a_list_is_a_clear_error(tmp_path):
+    with pytest.raises(ParamsError, match="keys must be plain names"):
+        load_params(_params(tmp_path, "? [a, b]\n: 1\n"))
+
+
+def test_a_stage_process_dies_with_its_parent(tmp_path):
+    """What `dvc repro` -> stage -> pool worker rely on: kill the parent, the child goes too."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    child_pid = tmp_path / "child.pid"
+    parent = subprocess.Popen([sys.executable, "-c", f"""
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c",
+    "from flows.lifeline import die_with_parent; import os, time; die_with_parent(); "
+    "open({str(child_pid)!r}, 'w').write(str(os.getpid())); time.sleep(60)"])
+time.sleep(60)
+"""], cwd=ROOT)
+    deadline = time.monotonic() + 20
+    while not (child_pid.exists() and child_pid.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid = int(child_pid.read_text())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 5
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(pid)
+
+
+def test_a_runs_server_is_reaped_when_the_run_is_killed():
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from flows.lifeline import reap_when_gone
+
+    owner = subprocess.Popen(["sleep", "60"])
+    server = subprocess.Popen(["sleep", "60"])
+    reap_when_gone(owner.pid, server.pid)
+    os.kill(owner.pid, signal.SIGKILL)
+    owner.wait()
+    assert server.wait(timeout=10) == -signal.SIGTERM
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"  # a zombie is dead, only not yet reaped
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return os.path.exists(f"/proc/{pid}")

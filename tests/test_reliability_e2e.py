@@ -284,3 +284,27 @@ def test_an_empty_params_file_is_one_clear_line_before_any_stage(project):
         params.write_text(saved)
     assert result.returncode == 2
     assert "params.yaml is empty" in result.stderr and "Traceback" not in result.stderr + result.stdout
+
+
+def test_killing_only_the_run_process_leaves_no_stage_writing(project):
+    """`kill -9 <motionmasks run>`: the stage process it started (and its workers) go down with it."""
+    import psutil
+
+    root, _ = project
+    reference = _lock_outs(root)
+    run = subprocess.Popen([sys.executable, "-m", "motionmasks.cli", "run", "consensus", "--force"], cwd=root,
+                           env=_env(), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    stage = []
+    while not stage and time.monotonic() < deadline and run.poll() is None:
+        stage = _flow_processes("consensus")
+        time.sleep(0.05)
+    assert stage, "the consensus stage never started"
+    time.sleep(0.5)
+    run.kill()  # the run process alone, not its group
+    run.wait()
+    gone, alive = psutil.wait_procs(stage, timeout=10)
+    assert not alive, f"stage processes outlived the run: {alive}"
+    assert not _flow_processes("consensus")
+    _sh([sys.executable, "-m", "dvc", "repro"], root)
+    assert _temporaries(root) == [] and _lock_outs(root) == reference

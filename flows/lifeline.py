@@ -1,0 +1,62 @@
+"""Processes of a run die with the run.
+
+Killing `motionmasks run` (or `dvc repro`) must not leave a stage process
+writing its outputs, its pool workers, or a temporary Prefect server behind:
+a new run would take the freed lock while an orphan still writes.
+
+- A stage process and its pool workers ask Linux to kill them when their
+  parent dies (``prctl(PR_SET_PDEATHSIG)``): the chain dvc -> stage -> worker
+  goes down together.
+- A server started by the run gets a small reaper process that kills it once
+  the run is gone.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+
+_PR_SET_PDEATHSIG = 1
+_REAPER = """
+import os, signal, sys, time
+owner, child = int(sys.argv[1]), int(sys.argv[2])
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+while alive(child):
+    if not alive(owner):
+        os.kill(child, signal.SIGTERM)
+        time.sleep(3)
+        if alive(child):
+            os.kill(child, signal.SIGKILL)
+        break
+    time.sleep(1)
+"""
+
+
+def die_with_parent() -> None:
+    """Be killed (SIGKILL) when the parent process dies; exit now if it is already gone. Linux only."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def reap_when_gone(owner_pid: int, child_pid: int) -> None:
+    """Start a detached reaper that stops ``child_pid`` once ``owner_pid`` has died (and exits with the child)."""
+    subprocess.Popen([sys.executable, "-c", _REAPER, str(owner_pid), str(child_pid)], start_new_session=True,
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
