@@ -15,7 +15,7 @@ What it measures, on 854x480 input (each sequence is one shot):
   reference's way (per-superpixel scikit-image HOG + ``np.histogram``; a
   KD-tree), and OpenCV's HOGDescriptor;
 - peak memory of a 110-frame 854x480 shot, in fresh subprocesses:
-  ``segment_frames`` on the whole shot in memory, and ``segment_video``
+  ``segment_frames`` on the whole shot in memory, and ``segment_source``
   streaming it from a frame folder.
 
 Run: ``.venv/bin/python benchmarks/segmenter.py`` (``--quick`` skips the
@@ -280,7 +280,7 @@ _MEMORY_CHILD = r"""
 import json, sys, tracemalloc
 sys.path.insert(0, sys.argv[1])
 import numpy as np
-from motionmasks.segment import segment_frames, segment_video
+from motionmasks.segment import Segmenter, plan_shots, segment_frames, segment_source
 from motionmasks.video import read_frames
 def peak_rss_mib():
     for line in open("/proc/self/status"):
@@ -294,7 +294,7 @@ if mode == "frames":
     maps = segment_frames(frames)
     n = len(maps)
 else:
-    n = sum(1 for _ in segment_video(folder, chunk=110))
+    n = sum(len(masks) for _, masks in segment_source(plan_shots(folder, 'shot', Segmenter()), Segmenter()))
 peak_traced = tracemalloc.get_traced_memory()[1]
 print(json.dumps({"frames": n, "peak_rss_mib": peak_rss_mib(), "peak_rss_after_imports_mib": base,
                   "tracemalloc_peak_mib": peak_traced / 2**20}))
@@ -309,14 +309,14 @@ def run_memory() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for i, source in enumerate(order[:SHOT_FRAMES]):
             (Path(tmp) / f"{i:05d}.jpg").symlink_to(source)
-        for mode, label in (("frames", "segment_frames_whole_shot_in_memory"), ("video", "segment_video_streaming")):
+        for mode, label in (("frames", "segment_frames_whole_shot_in_memory"), ("video", "segment_source_streaming")):
             result = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(ROOT), tmp, mode],
                                     capture_output=True, text=True, check=True)
             out[label] = {k: round(v, 1) if isinstance(v, float) else v for k, v in json.loads(result.stdout).items()}
     out["note"] = ("peak_rss: peak resident set (VmHWM) of a fresh process, imports included (given apart); "
                    "tracemalloc: peak of Python/numpy allocations. segment_frames holds the 110 input frames "
-                   "(135 MB) and the 110 full-size float32 maps (180 MB) by its contract; segment_video holds only "
-                   "working-size frames and yields full-size maps one at a time.")
+                   "(135 MB) and the 110 full-size float32 maps (180 MB) by its contract; segment_source holds only "
+                   "one part's working-size frames and yields its 8-bit working-size masks.")
     return out
 
 

@@ -241,12 +241,14 @@ def cmd_segment(args: argparse.Namespace) -> int:
         return 2
     failed = 0
     jobs: list[tuple[Path, Path]] = []
+    sizes: dict[Path, int] = {}
     total = 0
     for source, name in zip(args.inputs, names):
         problem = _output_problem(source, args.out / name, args.inputs)
         if problem is None:
             try:  # cheap (headers and one frame): the progress bar's total, and bad inputs named at once
-                total += probe(source, exact=False, max_pixels=max_pixels).frames
+                sizes[source] = probe(source, exact=False, max_pixels=max_pixels).frames
+                total += sizes[source]
             except Exception as exc:
                 problem = str(exc)
         if problem:
@@ -255,6 +257,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         else:
             jobs.append((source, args.out / name))
     workers = min(args.workers or os.cpu_count() or 1, max(1, len(jobs)))
+    jobs.sort(key=lambda job: -sizes[job[0]])  # longest first: the workers finish together
     with tqdm(total=total, unit="frame", disable=args.quiet, desc=f"{len(jobs)} input(s)") as bar:
         if workers == 1:
             outcomes = []

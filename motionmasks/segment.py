@@ -101,7 +101,8 @@ def decode_parts(records: Sequence[ShotRecord]) -> Iterator[tuple[ShotRecord, np
     source = pending[0].source
     current: list[np.ndarray] = []
     position = 0
-    for index, frame in read_frames(source, stop=pending[-1].last + 1):
+    # decoded straight at the working size where the format allows (JPEG frames scale in the decoder)
+    for index, frame in read_frames(source, stop=pending[-1].last + 1, max_side=max(pending[0].work_size)):
         record = pending[position]
         if index < record.first:
             continue  # a frame of no part (e.g. of a shot too short to use)

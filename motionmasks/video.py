@@ -81,13 +81,30 @@ def check_frame_pixels(path: Path, width: int, height: int, max_pixels: int | No
         )
 
 
-def _read_image(path: Path, expected: tuple[int, int] | None = None) -> np.ndarray:
+_REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+            8: cv2.IMREAD_REDUCED_COLOR_8}
+_JPEG_SUFFIXES = (".jpg", ".jpeg")
+
+
+def _jpeg_reduction(path: Path, size: tuple[int, int], max_side: int | None) -> int:
+    """The largest JPEG decode reduction (1, 2, 4, 8) that still leaves the longer side at least ``max_side``.
+
+    libjpeg scales while decoding (in the DCT), several times cheaper than a
+    full decode followed by a shrink; other formats are always decoded whole.
+    """
+    if not max_side or path.suffix.lower() not in _JPEG_SUFFIXES:
+        return 1
+    longest = max(size)
+    return next((f for f in (8, 4, 2) if -(-longest // f) >= max_side), 1)
+
+
+def _read_image(path: Path, expected: tuple[int, int] | None = None, reduction: int = 1) -> np.ndarray:
     if expected is not None:  # check the header before decoding: an odd frame can be huge
         size = image_size(path)
         if size != expected:
             raise VideoError(f"{path}: frame is {size[0]}x{size[1]} but the video's first frame is "
                              f"{expected[0]}x{expected[1]}; resize or remove the odd frame")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    image = cv2.imread(str(path), _REDUCED[reduction])
     if image is None:
         raise VideoError(f"{path}: not a readable image (corrupt or not an image); replace or remove it")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
@@ -175,7 +192,9 @@ def read_frames(
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(index, rgb_frame)`` for frames ``start, start+step, ... < stop``.
 
-    Frames are optionally shrunk to ``max_side``. A frame folder whose images
+    Frames are optionally shrunk to ``max_side`` (``fit_max_side``'s size);
+    JPEG frames of a frame folder are then decoded at a reduced scale when
+    that still leaves at least ``max_side``. A frame folder whose images
     differ in size raises :class:`VideoError` naming the odd frame.
     """
     if step < 1:
@@ -183,12 +202,17 @@ def read_frames(
     path = Path(path)
     if path.is_dir():
         files = frame_files(path)
-        first_size = None
-        for index in range(start, len(files) if stop is None else min(stop, len(files)), step):
-            frame = _read_image(files[index], expected=first_size)
-            if first_size is None:
-                first_size = (frame.shape[1], frame.shape[0])
-            yield index, resize_max_side(frame, max_side)
+        indices = range(start, len(files) if stop is None else min(stop, len(files)), step)
+        if not indices:
+            return
+        first_size = image_size(files[indices[0]])
+        target = fit_max_side(*first_size, max_side)
+        for index in indices:
+            file = files[index]
+            frame = _read_image(file, expected=first_size, reduction=_jpeg_reduction(file, first_size, max_side))
+            if (frame.shape[1], frame.shape[0]) != target:
+                frame = cv2.resize(frame, target, interpolation=cv2.INTER_AREA)
+            yield index, frame
         return
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
