@@ -9,6 +9,11 @@ table (one row per video) and a failures report.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # a stage process started by DVC: first of all, never outlive it
+    from flows.lifeline import die_with_parent
+
+    die_with_parent()
+
 import time
 from pathlib import Path
 

@@ -13,6 +13,11 @@ Writes ``<out>/manifest.csv`` (id, url, sha256; urls relative to the manifest),
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # a stage process started by DVC: first of all, never outlive it
+    from flows.lifeline import die_with_parent
+
+    die_with_parent()
+
 import hashlib
 import shutil
 from importlib import metadata

@@ -14,6 +14,11 @@ DVC plots, and a gallery PNG (frame | soft map | ground truth).
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # a stage process started by DVC: first of all, never outlive it
+    from flows.lifeline import die_with_parent
+
+    die_with_parent()
+
 from pathlib import Path
 
 import cv2

@@ -6,7 +6,8 @@ a new run would take the freed lock while an orphan still writes.
 
 - A stage process and its pool workers ask Linux to kill them when their
   parent dies (``prctl(PR_SET_PDEATHSIG)``): the chain dvc -> stage -> worker
-  goes down together.
+  goes down together. A stage asks before its slow imports, so a run killed
+  while the stage starts leaves no orphan either.
 - A server started by the run gets a small reaper process that kills it once
   the run is gone.
 """
@@ -52,7 +53,7 @@ def die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):
         return
-    if os.getppid() != parent:  # the parent died before the request took effect
+    if os.getppid() != parent or parent == 1:  # the parent died before the request took effect
         os._exit(1)
 
 

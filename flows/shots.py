@@ -10,6 +10,11 @@ report. Every later stage reads these records; none re-derives them.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # a stage process started by DVC: first of all, never outlive it
+    from flows.lifeline import die_with_parent
+
+    die_with_parent()
+
 import time
 from pathlib import Path
 

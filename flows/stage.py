@@ -14,7 +14,6 @@ from typing import Any, Callable
 import pandas as pd
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from flows.lifeline import die_with_parent
 from motionmasks.formats import ShotRecord, sweep_temporaries, write_json, write_table
 from motionmasks.params import Params, ParamsError, load_params
 
@@ -101,7 +100,6 @@ def stage_main(description: str, paths: dict[str, str], run: Callable[[argparse.
     for name, help_text in paths.items():
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, required=True, type=Path, help=help_text)
     args = parser.parse_args()
-    die_with_parent()  # killed with the `dvc repro` / `motionmasks run` that started it, never an orphan writer
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     logging.getLogger("prefect").setLevel(os.environ.get("MOTIONMASKS_LOG_LEVEL", "INFO"))
     for name in paths:  # a killed earlier run's temporaries sit beside (or inside) the paths
