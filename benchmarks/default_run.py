@@ -29,9 +29,17 @@ SUMMARY = re.compile(r"^(\w+)\s+(ran|skipped \(up to date\)|failed|not run.*?)\s
 
 def run_pipeline(project: Path, env: dict) -> dict:
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "motionmasks.cli", "run"], cwd=project, env=env,
-                          capture_output=True, text=True, check=True)
-    stages = {name: {"outcome": outcome, "seconds": float(seconds)} for name, outcome, seconds in SUMMARY.findall(done.stdout)}
+    done = subprocess.run(
+        [sys.executable, "-m", "motionmasks.cli", "run"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    stages = {
+        name: {"outcome": outcome, "seconds": float(seconds)} for name, outcome, seconds in SUMMARY.findall(done.stdout)
+    }
     return {"seconds": round(time.perf_counter() - start, 1), "stages": stages}
 
 
@@ -63,8 +71,12 @@ def main() -> None:
     }
     out = ROOT / "benchmarks" / "results" / "default_run.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps({k: results[k] for k in ("first_run", "second_run_reran",
-                                               "outputs_differing_from_committed_dvc_lock")}, indent=1))
+    print(
+        json.dumps(
+            {k: results[k] for k in ("first_run", "second_run_reran", "outputs_differing_from_committed_dvc_lock")},
+            indent=1,
+        )
+    )
     print(f"wrote {out}")
 
 

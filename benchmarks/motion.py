@@ -30,8 +30,10 @@ sys.path.insert(0, str(ROOT))
 
 from motionmasks.formats import write_json  # noqa: E402
 from motionmasks.motion import _shrink, motion_saliency, optical_flow  # noqa: E402
-from motionmasks.video import fit_max_side  # noqa: E402
-from motionmasks.video import read_frames  # noqa: E402
+from motionmasks.video import (
+    fit_max_side,  # noqa: E402
+    read_frames,  # noqa: E402
+)
 
 DAVIS = ROOT.parent / "shared" / "data" / "davis2016-dev"
 SEQUENCES = ("blackswan", "bmx-trees", "car-shadow", "dog", "parkour")
@@ -55,9 +57,7 @@ def load(sequence: str) -> tuple[np.ndarray, np.ndarray, float]:
     start = time.perf_counter()
     frames = np.stack([frame for _, frame in read_frames(DAVIS / "JPEGImages" / "480p" / sequence)])
     decode_ms = (time.perf_counter() - start) * 1e3 / len(frames)
-    masks = np.stack(
-        [frame[..., 0] > 127 for _, frame in read_frames(DAVIS / "Annotations" / "480p" / sequence)]
-    )
+    masks = np.stack([frame[..., 0] > 127 for _, frame in read_frames(DAVIS / "Annotations" / "480p" / sequence)])
     return frames, masks, decode_ms
 
 
@@ -68,7 +68,9 @@ def jaccard(saliency: np.ndarray, masks: np.ndarray, threshold: float) -> float:
     return float(np.where(union > 0, inter / np.maximum(union, 1), 1.0).mean())
 
 
-def flow_ms_per_frame(frames: np.ndarray, *, neighbours=1, method="dis", preset="ultrafast", flow_max_side=224, **_) -> float:
+def flow_ms_per_frame(
+    frames: np.ndarray, *, neighbours=1, method="dis", preset="ultrafast", flow_max_side=224, **_
+) -> float:
     """The flow's share: shrink + grayscale + every pair ``motion_saliency`` computes."""
     start = time.perf_counter()
     t, h, w = frames.shape[:3]
@@ -116,11 +118,14 @@ def main() -> None:
                 "scale_px": round(float(diagnostics["scale_px"].iloc[0]), 3),
             }
         frames_total = sum(r["frames"] for r in per_sequence.values())
-        weighted = lambda key: sum(r[key] * r["frames"] for r in per_sequence.values()) / frames_total  # noqa: E731
+        weighted = lambda key: sum(r[key] * r["frames"] for r in per_sequence.values()) / frames_total  # noqa: E731, B023
         summary = {
             "flow_ms_per_frame": round(weighted("flow_ms_per_frame"), 2),
             "saliency_ms_per_frame": round(weighted("saliency_ms_per_frame"), 2),
-            **{key: round(float(np.mean([r[key] for r in per_sequence.values()])), 4) for key in [f"J@{t}" for t in THRESHOLDS] + ["J@best"]},
+            **{
+                key: round(float(np.mean([r[key] for r in per_sequence.values()])), 4)
+                for key in [f"J@{t}" for t in THRESHOLDS] + ["J@best"]
+            },
         }
         results[config] = {"options": options, "mean": summary, "sequences": per_sequence}
 
@@ -152,7 +157,11 @@ def main() -> None:
     }
     write_json(report, args.out)
 
-    print(f"{'config':12s} {'flow ms/f':>9s} {'total ms/f':>10s} " + " ".join(f"{'J@' + str(t):>6s}" for t in THRESHOLDS) + f" {'J@best':>6s}")
+    print(
+        f"{'config':12s} {'flow ms/f':>9s} {'total ms/f':>10s} "
+        + " ".join(f"{'J@' + str(t):>6s}" for t in THRESHOLDS)
+        + f" {'J@best':>6s}"
+    )
     for config, result in results.items():
         m = result["mean"]
         print(
@@ -163,7 +172,9 @@ def main() -> None:
     default = results[args.configs[0]]["sequences"]
     print(f"\n{args.configs[0]} per sequence: " + ", ".join(f"{n} J@0.5={r['J@0.5']:.3f}" for n, r in default.items()))
     print(f"{args.configs[0]} with OpenCV on 2 threads: {both_cores_ms:.2f} ms/frame")
-    print(f"decode {report['decode_ms_per_frame']} ms/frame; load {load_before[0]:.1f} -> {os.getloadavg()[0]:.1f}; wrote {args.out}")
+    print(
+        f"decode {report['decode_ms_per_frame']} ms/frame; load {load_before[0]:.1f} -> {os.getloadavg()[0]:.1f}; wrote {args.out}"
+    )
 
 
 if __name__ == "__main__":

@@ -39,7 +39,8 @@ def main() -> None:
         for name in ("flows", "tasks", "motionmasks"):
             shutil.copytree(ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
         pd.DataFrame({"id": SEQUENCES, "url": [str(DAVIS / "JPEGImages/480p" / s) for s in SEQUENCES]}).to_csv(
-            project / "davis.csv", index=False)
+            project / "davis.csv", index=False
+        )
         params = yaml.safe_load((project / "params.yaml").read_text())
         params["download"]["manifest"] = "davis.csv"
         params["evaluate"]["davis_annotations"] = str(DAVIS / "Annotations/480p")
@@ -55,8 +56,10 @@ def main() -> None:
             "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "load_average": os.getloadavg()},
             "input": "DAVIS-2016 dev, 5 sequences, 330 frames at 854x480, as frame folders in a manifest",
             "run_seconds_including_corpus_and_prefect_start": round(seconds, 1),
-            "stage_metrics": {s: json.loads((project / "metrics" / f"{s}.json").read_text())
-                              for s in ("download", "shots", "motion", "consensus", "evaluate")},
+            "stage_metrics": {
+                s: json.loads((project / "metrics" / f"{s}.json").read_text())
+                for s in ("download", "shots", "motion", "consensus", "evaluate")
+            },
             "per_sequence": pd.read_csv(project / "plots/evaluate_per_video.csv").round(4).to_dict("records"),
         }
     out = ROOT / "benchmarks" / "results" / "pipeline_davis.json"

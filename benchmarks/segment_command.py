@@ -32,9 +32,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 SETS = {
-    "davis2016-dev": (SHARED / "davis2016-dev" / "JPEGImages" / "480p", SHARED / "davis2016-dev" / "Annotations" / "480p"),
-    "davis2016-train": (SHARED / "davis2016-train" / "JPEGImages" / "240p",
-                        SHARED / "davis2016-train" / "Annotations" / "240p"),
+    "davis2016-dev": (
+        SHARED / "davis2016-dev" / "JPEGImages" / "480p",
+        SHARED / "davis2016-dev" / "Annotations" / "480p",
+    ),
+    "davis2016-train": (
+        SHARED / "davis2016-train" / "JPEGImages" / "240p",
+        SHARED / "davis2016-train" / "Annotations" / "240p",
+    ),
 }
 MOTIONMASKS = [sys.executable, "-m", "motionmasks.cli"]
 
@@ -42,23 +47,37 @@ MOTIONMASKS = [sys.executable, "-m", "motionmasks.cli"]
 def _segment(sequences: list[Path], out: Path, workers: int) -> dict:
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
-    result = subprocess.run([*MOTIONMASKS, "segment", *map(str, sequences), "--out", str(out),
-                             "--workers", str(workers), "--quiet"], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        [*MOTIONMASKS, "segment", *map(str, sequences), "--out", str(out), "--workers", str(workers), "--quiet"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     seconds = time.perf_counter() - start
     if result.returncode != 0:
         raise SystemExit(f"segment failed:\n{result.stderr[-3000:]}")
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     frames = sum(len(list(s.glob("*.jpg"))) for s in sequences)
-    return {"workers": workers, "sequences": len(sequences), "frames": frames, "seconds": round(seconds, 2),
-            "frames_per_second": round(frames / seconds, 1),
-            # ru_maxrss of the children is the largest single process so far; it only grows across runs
-            "peak_rss_mib_any_process_so_far": round(max(before, peak_kib) / 1024, 1)}
+    return {
+        "workers": workers,
+        "sequences": len(sequences),
+        "frames": frames,
+        "seconds": round(seconds, 2),
+        "frames_per_second": round(frames / seconds, 1),
+        # ru_maxrss of the children is the largest single process so far; it only grows across runs
+        "peak_rss_mib_any_process_so_far": round(max(before, peak_kib) / 1024, 1),
+    }
 
 
 def _score(pred: Path, gt: Path) -> dict:
     out = pred / "scores.json"
-    subprocess.run([*MOTIONMASKS, "score", "--pred", str(pred), "--gt", str(gt), "--json", str(out)], cwd=ROOT,
-                   check=True, capture_output=True, text=True)
+    subprocess.run(
+        [*MOTIONMASKS, "score", "--pred", str(pred), "--gt", str(gt), "--json", str(out)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(out.read_text())
 
 
@@ -71,7 +90,8 @@ def main() -> None:
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
         "load_average_before": os.getloadavg(),
         "note": "defaults chosen on davis2016-dev (tuning set); davis2016-train is held out",
-        "speed": {}, "quality": {},
+        "speed": {},
+        "quality": {},
     }
     with tempfile.TemporaryDirectory() as tmp:
         for name, (frames_dir, gt_dir) in SETS.items():
@@ -87,11 +107,17 @@ def main() -> None:
                 "mean_J": {t: round(s["mean_J"], 4) for t, s in scores.items()},
                 "mean_precision@0.5": round(scores["0.5"]["mean_precision"], 4),
                 "mean_recall@0.5": round(scores["0.5"]["mean_recall"], 4),
-                "sequences": {seq: {"J@0.4": round(scores["0.4"]["sequences"][seq]["J"], 4),
-                                    "J@0.5": round(r["J"], 4), "J@0.7": round(scores["0.7"]["sequences"][seq]["J"], 4),
-                                    "precision@0.5": round(r["precision"], 4), "recall@0.5": round(r["recall"], 4),
-                                    "frames": r["frames"]}
-                              for seq, r in scores["0.5"]["sequences"].items()},
+                "sequences": {
+                    seq: {
+                        "J@0.4": round(scores["0.4"]["sequences"][seq]["J"], 4),
+                        "J@0.5": round(r["J"], 4),
+                        "J@0.7": round(scores["0.7"]["sequences"][seq]["J"], 4),
+                        "precision@0.5": round(r["precision"], 4),
+                        "recall@0.5": round(r["recall"], 4),
+                        "frames": r["frames"],
+                    }
+                    for seq, r in scores["0.5"]["sequences"].items()
+                },
             }
     results["load_average_after"] = os.getloadavg()
     path = ROOT / "benchmarks" / "results" / "segment_command.json"

@@ -81,7 +81,12 @@ CHOICES = {
     "bandwidth=0.05": {"bandwidth": 0.05},
     "bandwidth=0.2": {"bandwidth": 0.2},
     "working 320 px": {"working_max_side": 320, "n_segments": 450},
-    "ref-like (slic, 400 sp, L=2, no refine)": {"method": "slic", "n_segments": 400, "per_frame": 2, "refine_radius": 0},
+    "ref-like (slic, 400 sp, L=2, no refine)": {
+        "method": "slic",
+        "n_segments": 400,
+        "per_frame": 2,
+        "refine_radius": 0,
+    },
 }
 
 
@@ -109,7 +114,7 @@ class FlowTimer:
         self.seconds = 0.0
         self._original = motion_module.optical_flow
 
-    def __enter__(self) -> "FlowTimer":
+    def __enter__(self) -> FlowTimer:
         def timed(*args, **kwargs):
             start = time.perf_counter()
             try:
@@ -186,8 +191,11 @@ def run_choices(data: dict) -> dict:
             "consensus_ms_per_frame": round(sum(timings.values()) * 1e3 / frames_total, 2),
         }
         m = results[label]["mean"]
-        print(f"  {label:42s} J@0.4/0.5/0.7 {m['J@0.4']:.3f}/{m['J@0.5']:.3f}/{m['J@0.7']:.3f}  "
-              f"consensus {results[label]['consensus_ms_per_frame']:6.2f} ms/frame", flush=True)
+        print(
+            f"  {label:42s} J@0.4/0.5/0.7 {m['J@0.4']:.3f}/{m['J@0.5']:.3f}/{m['J@0.7']:.3f}  "
+            f"consensus {results[label]['consensus_ms_per_frame']:6.2f} ms/frame",
+            flush=True,
+        )
     return results
 
 
@@ -261,16 +269,22 @@ def run_implementations(data: dict) -> dict:
     for t in range(len(descriptors)):
         for s in range(max(0, t - 15), min(len(descriptors), t + 16)):
             cKDTree(descriptors[s]).query(descriptors[t], k=2 if s == t else 1)
-    out["graph_neighbour_search_ckdtree_exact_ms_per_frame"] = round((time.perf_counter() - start) * 1e3 / len(small), 2)
+    out["graph_neighbour_search_ckdtree_exact_ms_per_frame"] = round(
+        (time.perf_counter() - start) * 1e3 / len(small), 2
+    )
 
     superpixel_ms = {}
     for method in C.SUPERPIXEL_METHODS:
         start = time.perf_counter()
         counts = [C.superpixels(f, n_segments=300, method=method).max() + 1 for f in small[:20]]
-        superpixel_ms[method] = {"ms_per_frame": round((time.perf_counter() - start) * 1e3 / 20, 2),
-                                 "superpixels": round(float(np.mean(counts)), 1)}
+        superpixel_ms[method] = {
+            "ms_per_frame": round((time.perf_counter() - start) * 1e3 / 20, 2),
+            "superpixels": round(float(np.mean(counts)), 1),
+        }
     out["superpixels_256px_n300"] = superpixel_ms
-    out["note"] = "dog, frames at 256x144 (the working size), n_segments=300, per_frame=1; reference-loop rows on every 10th frame"
+    out["note"] = (
+        "dog, frames at 256x144 (the working size), n_segments=300, per_frame=1; reference-loop rows on every 10th frame"
+    )
     return out
 
 
@@ -310,19 +324,25 @@ def run_memory() -> dict:
         for i, source in enumerate(order[:SHOT_FRAMES]):
             (Path(tmp) / f"{i:05d}.jpg").symlink_to(source)
         for mode, label in (("frames", "segment_frames_whole_shot_in_memory"), ("video", "segment_source_streaming")):
-            result = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(ROOT), tmp, mode],
-                                    capture_output=True, text=True, check=True)
+            result = subprocess.run(
+                [sys.executable, "-c", _MEMORY_CHILD, str(ROOT), tmp, mode], capture_output=True, text=True, check=True
+            )
             out[label] = {k: round(v, 1) if isinstance(v, float) else v for k, v in json.loads(result.stdout).items()}
-    out["note"] = ("peak_rss: peak resident set (VmHWM) of a fresh process, imports included (given apart); "
-                   "tracemalloc: peak of Python/numpy allocations. segment_frames holds the 110 input frames "
-                   "(135 MB) and the 110 full-size float32 maps (180 MB) by its contract; segment_source holds only "
-                   "one part's working-size frames and yields its 8-bit working-size masks.")
+    out["note"] = (
+        "peak_rss: peak resident set (VmHWM) of a fresh process, imports included (given apart); "
+        "tracemalloc: peak of Python/numpy allocations. segment_frames holds the 110 input frames "
+        "(135 MB) and the 110 full-size float32 maps (180 MB) by its contract; segment_source holds only "
+        "one part's working-size frames and yields its 8-bit working-size masks."
+    )
     return out
 
 
 def _defaults(function) -> dict:
-    return {k: p.default for k, p in inspect.signature(function).parameters.items()
-            if p.default is not p.empty and k != "timings"}
+    return {
+        k: p.default
+        for k, p in inspect.signature(function).parameters.items()
+        if p.default is not p.empty and k != "timings"
+    }
 
 
 def main() -> None:
@@ -356,7 +376,9 @@ def main() -> None:
             "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
             "load_average_before": [round(x, 2) for x in load_before],
             "note": "2-core machine; see the load averages for what else ran",
-            "versions": {pkg: version(pkg) for pkg in ("numpy", "scipy", "scikit-image", "opencv-contrib-python-headless")},
+            "versions": {
+                pkg: version(pkg) for pkg in ("numpy", "scipy", "scikit-image", "opencv-contrib-python-headless")
+            },
         },
     }
     if not args.quick:
@@ -371,15 +393,24 @@ def main() -> None:
 
     print(f"\n{'sequence':12s} {'J@0.4':>6s} {'J@0.5':>6s} {'J@0.7':>6s} {'ref@0.7':>7s} {'fps':>6s}")
     for name, r in pipeline["sequences"].items():
-        print(f"{name:12s} {r['J@0.4']:6.3f} {r['J@0.5']:6.3f} {r['J@0.7']:6.3f} {r['reference_uNLC_J@0.7']:7.3f} {r['frames_per_s']:6.1f}")
+        print(
+            f"{name:12s} {r['J@0.4']:6.3f} {r['J@0.5']:6.3f} {r['J@0.7']:6.3f} {r['reference_uNLC_J@0.7']:7.3f} {r['frames_per_s']:6.1f}"
+        )
     m = pipeline["mean"]
-    print(f"{'mean':12s} {m['J@0.4']:6.3f} {m['J@0.5']:6.3f} {m['J@0.7']:6.3f} {np.mean(list(REFERENCE_J07.values())):7.3f} {pipeline['frames_per_s']:6.1f}")
-    print("ms/frame: " + ", ".join(f"{k} {v}" for k, v in pipeline["ms_per_frame"].items())
-          + f"; total {pipeline['total_ms_per_frame']} ms/frame = {pipeline['frames_per_s']} frames/s")
+    print(
+        f"{'mean':12s} {m['J@0.4']:6.3f} {m['J@0.5']:6.3f} {m['J@0.7']:6.3f} {np.mean(list(REFERENCE_J07.values())):7.3f} {pipeline['frames_per_s']:6.1f}"
+    )
+    print(
+        "ms/frame: "
+        + ", ".join(f"{k} {v}" for k, v in pipeline["ms_per_frame"].items())
+        + f"; total {pipeline['total_ms_per_frame']} ms/frame = {pipeline['frames_per_s']} frames/s"
+    )
     for label, r in report["memory_110_frames_854x480"].items():
         if isinstance(r, dict):
-            print(f"memory {label}: peak RSS {r['peak_rss_mib']} MiB (after imports {r['peak_rss_after_imports_mib']}), "
-                  f"tracemalloc peak {r['tracemalloc_peak_mib']} MiB")
+            print(
+                f"memory {label}: peak RSS {r['peak_rss_mib']} MiB (after imports {r['peak_rss_after_imports_mib']}), "
+                f"tracemalloc peak {r['tracemalloc_peak_mib']} MiB"
+            )
     print(f"load {load_before[0]:.1f} -> {os.getloadavg()[0]:.1f}; wrote {args.out}")
 
 

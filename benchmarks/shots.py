@@ -171,7 +171,9 @@ def real_concat_sets(count: int):
     videos = real_videos()
     clips = {}
     for name, path in videos.items():
-        frames = np.stack([cv2.resize(f, (160, 120), interpolation=cv2.INTER_AREA) for _, f in read_frames(path, max_side=160)])
+        frames = np.stack(
+            [cv2.resize(f, (160, 120), interpolation=cv2.INTER_AREA) for _, f in read_frames(path, max_side=160)]
+        )
         if name == "bikes":
             bounds = [0, *BIKES_CUTS, len(frames)]
             for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
@@ -322,13 +324,17 @@ def main() -> None:
             if method in entry:
                 e = entry[method]
                 speed = e.get("frames_per_second_decode_excluded", e.get("frames_per_second_decode_included"))
-                print(f"{name:12} {method:22} {e['precision']:6.3f} {e['recall']:6.3f} {e['tp']:4d} {e['fp']:4d} "
-                      f"{e['fn']:4d} {speed:9.1f}")
+                print(
+                    f"{name:12} {method:22} {e['precision']:6.3f} {e['recall']:6.3f} {e['tp']:4d} {e['fp']:4d} "
+                    f"{e['fn']:4d} {speed:9.1f}"
+                )
     for name, entry in real.items():
         extra = f" (hand-annotated {entry['cuts_hand_annotated']})" if "cuts_hand_annotated" in entry else ""
-        print(f"{name:18} {entry['frames']:4d} frames  cuts {entry['cuts_found']}{extra}  "
-              f"{entry['frames_per_second_decode_included']:.0f} frames/s with decode, "
-              f"{entry['frames_per_second_decode_excluded']:.0f} without")
+        print(
+            f"{name:18} {entry['frames']:4d} frames  cuts {entry['cuts_found']}{extra}  "
+            f"{entry['frames_per_second_decode_included']:.0f} frames/s with decode, "
+            f"{entry['frames_per_second_decode_excluded']:.0f} without"
+        )
     print(f"wrote {RESULTS}")
 
 

@@ -53,8 +53,7 @@ from motionmasks import consensus as C  # noqa: E402
 from motionmasks.evaluate import read_truth_mask  # noqa: E402
 from motionmasks.formats import mask_at_size, quantise  # noqa: E402
 from motionmasks.params import load_params  # noqa: E402
-from motionmasks.segment import Segmenter, decode_parts, plan_shots, shot_saliency, shot_masks  # noqa: E402
-from motionmasks.video import fit_max_side  # noqa: E402
+from motionmasks.segment import Segmenter, decode_parts, plan_shots, shot_masks, shot_saliency  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 SPLITS = {
@@ -78,7 +77,10 @@ def _hash(obj) -> str:
 
 # ---------------------------------------------------------------- prototypes (not in the package)
 
-def _colour_posterior(frames: np.ndarray, soft: np.ndarray, bins: int = 8, hi: float = 0.7, lo: float = 0.3) -> np.ndarray:
+
+def _colour_posterior(
+    frames: np.ndarray, soft: np.ndarray, bins: int = 8, hi: float = 0.7, lo: float = 0.3
+) -> np.ndarray:
     """Per-pixel P(fg | RGB) from one joint colour histogram per shot of the confident fg (> hi) and bg (< lo) pixels."""
     q = (frames.astype(np.int32) * bins) >> 8
     index = (q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]
@@ -114,7 +116,7 @@ def proto_masks(frames: np.ndarray, saliency_u8: np.ndarray, consensus: dict, pr
     if proto.get("sal_sub"):
         # subtract each frame's background level: its sal_sub-th percentile inside the border band
         band = int(round(float(proto.get("border", 0.125)) * min(sal.shape[1:])))
-        inner = sal[:, band:sal.shape[1] - band, band:sal.shape[2] - band].reshape(len(sal), -1)
+        inner = sal[:, band : sal.shape[1] - band, band : sal.shape[2] - band].reshape(len(sal), -1)
         level = np.percentile(inner, float(proto["sal_sub"]), axis=1)[:, None, None].astype(np.float32)
         sal = np.clip((sal - level) / np.maximum(1.0 - level, 1e-3), 0.0, 1.0)
     if proto.get("sal_gamma"):
@@ -124,22 +126,43 @@ def proto_masks(frames: np.ndarray, saliency_u8: np.ndarray, consensus: dict, pr
         soft = C.consensus_voting(frames, sal, **options)
     else:
         # consensus_voting with the final painting split open so that a colour model can be blended in
-        o = {**dict(n_segments=300, compactness=10.0, sigma=5.0, method="seeds", window=15, per_frame=1,
-                    bandwidth=0.1, dims=None, iterations=50, refine_radius=8, refine_eps=1e-4,
-                    blob_threshold=0.7, blob_ratio=0.6), **consensus}
+        o = {
+            **dict(
+                n_segments=300,
+                compactness=10.0,
+                sigma=5.0,
+                method="seeds",
+                window=15,
+                per_frame=1,
+                bandwidth=0.1,
+                dims=None,
+                iterations=50,
+                refine_radius=8,
+                refine_eps=1e-4,
+                blob_threshold=0.7,
+                blob_ratio=0.6,
+            ),
+            **consensus,
+        }
         labels, descriptors, seeds = [], [], []
         for t in range(len(frames)):
-            lab = C.superpixels(frames[t], n_segments=o["n_segments"], compactness=o["compactness"],
-                                sigma=o["sigma"], method=o["method"])
+            lab = C.superpixels(
+                frames[t],
+                n_segments=o["n_segments"],
+                compactness=o["compactness"],
+                sigma=o["sigma"],
+                method=o["method"],
+            )
             flat = lab.ravel()
             seeds.append(np.bincount(flat, np.clip(sal[t].ravel(), 0, 1)) / np.bincount(flat))
             labels.append(lab)
             descriptors.append(C.superpixel_descriptors(frames[t], lab)[0])
-        matrix = C.transition_matrix(descriptors, window=o["window"], per_frame=o["per_frame"],
-                                     bandwidth=o["bandwidth"], dims=o["dims"])
+        matrix = C.transition_matrix(
+            descriptors, window=o["window"], per_frame=o["per_frame"], bandwidth=o["bandwidth"], dims=o["dims"]
+        )
         offsets = np.concatenate([[0], np.cumsum([len(d) for d in descriptors])])
         votes = C.vote(matrix, np.concatenate(seeds), offsets, iterations=o["iterations"])
-        raw = np.stack([votes[offsets[t]:offsets[t + 1]][labels[t]] for t in range(len(frames))])
+        raw = np.stack([votes[offsets[t] : offsets[t + 1]][labels[t]] for t in range(len(frames))])
         post = _colour_posterior(frames, raw)
         a = float(proto["appearance"])
         soft = np.empty_like(raw)
@@ -159,6 +182,7 @@ def proto_masks(frames: np.ndarray, saliency_u8: np.ndarray, consensus: dict, pr
 
 
 # ---------------------------------------------------------------- per-sequence work (in workers)
+
 
 def _init_worker() -> None:
     cv2.setNumThreads(1)
@@ -210,7 +234,9 @@ def score_one(args) -> tuple[str, dict]:
     consensus = {**BASE.consensus, **config["consensus"]}
     preds = [None] * len(gts)
     for (first, last, width, height), frames, s in zip(meta, parts, sal):
-        masks = proto_masks(frames, s, consensus, config["proto"]) if config["proto"] else shot_masks(frames, s, consensus)
+        masks = (
+            proto_masks(frames, s, consensus, config["proto"]) if config["proto"] else shot_masks(frames, s, consensus)
+        )
         for index, mask in zip(range(first, last + 1), masks):
             preds[index] = mask_at_size(mask, width, height)
     missing = [i for i, p in enumerate(preds) if p is None]
@@ -225,9 +251,13 @@ def score_one(args) -> tuple[str, dict]:
             p = pred >= cut
             n_p, n_g, inter = int(p.sum()), int(gt.sum()), int((p & gt).sum())
             union = n_p + n_g - inter
-            rows.append((inter / union if union else 1.0,
-                         inter / n_p if n_p else (1.0 if n_g == 0 else 0.0),
-                         inter / n_g if n_g else 1.0))
+            rows.append(
+                (
+                    inter / union if union else 1.0,
+                    inter / n_p if n_p else (1.0 if n_g == 0 else 0.0),
+                    inter / n_g if n_g else 1.0,
+                )
+            )
         j, pr, rc = np.mean(rows, axis=0)
         out[f"J@{th}"], out[f"P@{th}"], out[f"R@{th}"] = round(float(j), 4), round(float(pr), 4), round(float(rc), 4)
     out["seconds"] = round(time.perf_counter() - start, 2)
@@ -235,6 +265,7 @@ def score_one(args) -> tuple[str, dict]:
 
 
 # ---------------------------------------------------------------- driver
+
 
 def sequences(split: str) -> list[str]:
     root = SPLITS[split][0]
@@ -261,14 +292,24 @@ def evaluate(pool, results: dict, config: dict, split: str = "train", label: str
     start = time.perf_counter()
     per = dict(pool.imap_unordered(score_one, [(split, s, config) for s in sequences(split)]))
     per = {s: per[s] for s in sorted(per)}
-    mean = {k: round(float(np.mean([v[k] for v in per.values()])), 4)
-            for k in next(iter(per.values())) if k != "seconds"}
-    run = {"split": split, "label": label, "config": config, "mean": mean, "per_sequence": per,
-           "wall_seconds": round(time.perf_counter() - start, 1)}
+    mean = {
+        k: round(float(np.mean([v[k] for v in per.values()])), 4) for k in next(iter(per.values())) if k != "seconds"
+    }
+    run = {
+        "split": split,
+        "label": label,
+        "config": config,
+        "mean": mean,
+        "per_sequence": per,
+        "wall_seconds": round(time.perf_counter() - start, 1),
+    }
     results["runs"][key] = run
     save_results(results)
-    print(f"{split:5s} J@.4/.5/.7 = {mean['J@0.4']:.4f} {mean['J@0.5']:.4f} {mean['J@0.7']:.4f}  "
-          f"P {mean['P@0.5']:.3f} R {mean['R@0.5']:.3f}  {run['wall_seconds']:5.1f}s  {label}", flush=True)
+    print(
+        f"{split:5s} J@.4/.5/.7 = {mean['J@0.4']:.4f} {mean['J@0.5']:.4f} {mean['J@0.7']:.4f}  "
+        f"P {mean['P@0.5']:.3f} R {mean['R@0.5']:.3f}  {run['wall_seconds']:5.1f}s  {label}",
+        flush=True,
+    )
     return run
 
 
@@ -322,8 +363,14 @@ def descend(pool, results: dict, plan=PLAN) -> dict:
             tried.append((run["mean"]["J@0.5"], value, config))
         top_j, top_value, top_config = max(tried, key=lambda r: r[0])
         kept = top_j >= best_j + MIN_GAIN
-        steps.append({"step": f"{group}.{name}" if name else group, "incumbent_J@0.5": best_j,
-                      "tried": {str(v): j for j, v, _ in tried}, "kept": top_value if kept else None})
+        steps.append(
+            {
+                "step": f"{group}.{name}" if name else group,
+                "incumbent_J@0.5": best_j,
+                "tried": {str(v): j for j, v, _ in tried},
+                "kept": top_value if kept else None,
+            }
+        )
         if kept:
             print(f"  -> keep {group}.{name}={top_value}: {best_j:.4f} -> {top_j:.4f}", flush=True)
             best, best_j = top_config, top_j
@@ -341,7 +388,8 @@ def main() -> None:
     args = parser.parse_args()
     results = load_results()
     results["about"] = {
-        "command": "OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/tune_segmenter.py" + (" --dev" if args.dev else ""),
+        "command": "OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/tune_segmenter.py"
+        + (" --dev" if args.dev else ""),
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "load_average": os.getloadavg()},
         "tuning_set": "davis2016-train 240p, 30 sequences (427x240)",
         "held_out": "davis2016-dev 480p, 5 sequences: only the chosen configuration, once",

@@ -22,7 +22,13 @@ from prefect import flow
 
 from flows.fanout import make_task_runner, map_batches
 from flows.stage import (
-    StageFailed, check_failure_fraction, publish_metrics, record_results, shard_paths_in, stage_main, videos_of,
+    StageFailed,
+    check_failure_fraction,
+    publish_metrics,
+    record_results,
+    shard_paths_in,
+    stage_main,
+    videos_of,
 )
 from motionmasks.formats import atomic_dir, read_shot_records, read_table
 from motionmasks.params import ConsensusParams, Params
@@ -34,14 +40,25 @@ def _crashed(item: dict, reason: str) -> dict:
 
 
 @flow(name="consensus", log_prints=True)
-def consensus(shots_path: Path, motion_index_path: Path, out_dir: Path, index_path: Path, failures_path: Path,
-              metrics_path: Path, params: ConsensusParams, batch_size: int = 4) -> dict:
+def consensus(
+    shots_path: Path,
+    motion_index_path: Path,
+    out_dir: Path,
+    index_path: Path,
+    failures_path: Path,
+    metrics_path: Path,
+    params: ConsensusParams,
+    batch_size: int = 4,
+) -> dict:
     start = time.perf_counter()
     motion_index = read_table(motion_index_path)
-    shards = dict(motion_index[["video", "path"]].drop_duplicates().itertuples(index=False))
+    shards: dict[str, str] = dict(motion_index[["video", "path"]].drop_duplicates().itertuples(index=False))
     # the videos whose saliency the motion stage made, with their records from the shot table
-    items = [{**item, "motion": shards[item["video"]]}
-             for item in videos_of(read_shot_records(shots_path, usable_only=True)) if item["video"] in shards]
+    items = [
+        {**item, "motion": shards[item["video"]]}
+        for item in videos_of(read_shot_records(shots_path, usable_only=True))
+        if item["video"] in shards
+    ]
     if not items:
         raise StageFailed(f"consensus: the motion index {motion_index_path} lists no video; check the motion stage")
     options = params.model_dump(exclude={"max_failure_fraction"})
@@ -64,7 +81,13 @@ def consensus(shots_path: Path, motion_index_path: Path, out_dir: Path, index_pa
 
 def _run(args, params: Params) -> None:
     consensus.with_options(task_runner=make_task_runner(params.runtime, "cpu"))(
-        args.shots, args.motion_index, args.out, args.index, args.failures, args.metrics, params.consensus,
+        args.shots,
+        args.motion_index,
+        args.out,
+        args.index,
+        args.failures,
+        args.metrics,
+        params.consensus,
         batch_size=params.runtime.batch_size,
     )
 

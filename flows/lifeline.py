@@ -59,5 +59,10 @@ def die_with_parent() -> None:
 
 def reap_when_gone(owner_pid: int, child_pid: int) -> None:
     """Start a detached reaper that stops ``child_pid`` once ``owner_pid`` has died (and exits with the child)."""
-    subprocess.Popen([sys.executable, "-c", _REAPER, str(owner_pid), str(child_pid)], start_new_session=True,
-                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.Popen(
+        [sys.executable, "-c", _REAPER, str(owner_pid), str(child_pid)],
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )

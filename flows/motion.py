@@ -22,7 +22,13 @@ from prefect import flow
 
 from flows.fanout import make_task_runner, map_batches
 from flows.stage import (
-    StageFailed, check_failure_fraction, publish_metrics, record_results, shard_paths_in, stage_main, videos_of,
+    StageFailed,
+    check_failure_fraction,
+    publish_metrics,
+    record_results,
+    shard_paths_in,
+    stage_main,
+    videos_of,
 )
 from motionmasks.formats import atomic_dir, read_shot_records
 from motionmasks.params import MotionParams, Params
@@ -30,18 +36,36 @@ from tasks.motion import saliency_batch
 
 
 def _crashed(item: dict, reason: str) -> dict:
-    return {"video": item["video"], "shot": -1, "part": -1, "frames": 0, "unreliable_frames": 0, "status": "failed",
-            "reason": reason, "path": "", "seconds": 0.0}
+    return {
+        "video": item["video"],
+        "shot": -1,
+        "part": -1,
+        "frames": 0,
+        "unreliable_frames": 0,
+        "status": "failed",
+        "reason": reason,
+        "path": "",
+        "seconds": 0.0,
+    }
 
 
 @flow(name="motion", log_prints=True)
-def motion(shots_path: Path, out_dir: Path, index_path: Path, failures_path: Path,
-           metrics_path: Path, params: MotionParams, batch_size: int = 4) -> dict:
+def motion(
+    shots_path: Path,
+    out_dir: Path,
+    index_path: Path,
+    failures_path: Path,
+    metrics_path: Path,
+    params: MotionParams,
+    batch_size: int = 4,
+) -> dict:
     start = time.perf_counter()
     items = videos_of(read_shot_records(shots_path, usable_only=True))
     if not items:
-        raise StageFailed(f"motion: no usable shot in {shots_path} (shots shorter than shots.min_shot are not used); "
-                          "check the shots stage's table and failures report")
+        raise StageFailed(
+            f"motion: no usable shot in {shots_path} (shots shorter than shots.min_shot are not used); "
+            "check the shots stage's table and failures report"
+        )
     options = params.model_dump(exclude={"max_failure_fraction"})
     with atomic_dir(out_dir) as tmp:
         rows = map_batches(saliency_batch, items, batch_size, _crashed, out_dir=str(tmp), motion=options)
@@ -65,7 +89,12 @@ def motion(shots_path: Path, out_dir: Path, index_path: Path, failures_path: Pat
 
 def _run(args, params: Params) -> None:
     motion.with_options(task_runner=make_task_runner(params.runtime, "cpu"))(
-        args.shots, args.out, args.index, args.failures, args.metrics, params.motion,
+        args.shots,
+        args.out,
+        args.index,
+        args.failures,
+        args.metrics,
+        params.motion,
         batch_size=params.runtime.batch_size,
     )
 

@@ -17,8 +17,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import yaml
@@ -123,8 +124,11 @@ def _flatten(value: Any, prefix: str) -> dict[str, Any]:
 def _param_changes(group: str, recorded: Any, current: Any) -> list[str]:
     """'shots.min_shot: 10 -> 15' for each key of a params group that changed since the last run."""
     old, new = _flatten(recorded, group), _flatten(current, group)
-    return [f"{key}: {old.get(key, '(absent)')} -> {new.get(key, '(absent)')}"
-            for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)]
+    return [
+        f"{key}: {old.get(key, '(absent)')} -> {new.get(key, '(absent)')}"
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key) != new.get(key)
+    ]
 
 
 def _describe_changes(entries: list[Any], locked_params: dict | None = None, params: dict | None = None) -> list[str]:
@@ -179,12 +183,14 @@ def stage_plan(root: Path, targets: list[str] | None = None) -> list[dict[str, A
                 reasons = _describe_changes(changes, locked[stage.addressing].get("params"), current_params)
             else:
                 reasons = ["never run here (not in dvc.lock)"]
-            plan.append({
-                "name": stage.addressing,
-                "reasons": reasons,
-                "upstream": [s.addressing for s in graph.successors(stage)],
-                "metrics": [str(Path(out.fs_path).relative_to(root.resolve())) for out in stage.outs if out.metric],
-            })
+            plan.append(
+                {
+                    "name": stage.addressing,
+                    "reasons": reasons,
+                    "upstream": [s.addressing for s in graph.successors(stage)],
+                    "metrics": [str(Path(out.fs_path).relative_to(root.resolve())) for out in stage.outs if out.metric],
+                }
+            )
         return plan
 
 
@@ -195,8 +201,10 @@ def _dvc_lock_is_busy() -> Iterator[None]:
     try:
         yield
     except LockError:
-        raise PipelineFailed("a DVC command (dvc repro, dvc exp run, ...) holds this project's lock; wait for it "
-                             "to finish, then run again (its outputs are safe)") from None
+        raise PipelineFailed(
+            "a DVC command (dvc repro, dvc exp run, ...) holds this project's lock; wait for it "
+            "to finish, then run again (its outputs are safe)"
+        ) from None
 
 
 def read_metrics(root: Path, paths: list[str]) -> dict[str, Any]:
@@ -222,8 +230,13 @@ def run_stage(root: Path, name: str, reasons: list[str], force: bool, metric_pat
         outcome = "ran" if ran else "skipped (up to date)"
     except Exception as exc:
         logger.error("stage %s failed: %s (%s)", name, exc, exc.__cause__ or "see the stage's log above")
-        return {"stage": name, "outcome": "failed", "seconds": round(time.perf_counter() - start, 2),
-                "why": str(exc.__cause__ or exc), "metrics": {}}
+        return {
+            "stage": name,
+            "outcome": "failed",
+            "seconds": round(time.perf_counter() - start, 2),
+            "why": str(exc.__cause__ or exc),
+            "metrics": {},
+        }
     metrics = read_metrics(root, metric_paths)
     logger.info("stage %s: %s in %.1f s", name, outcome, time.perf_counter() - start)
     if metrics:
@@ -232,8 +245,13 @@ def run_stage(root: Path, name: str, reasons: list[str], force: bool, metric_pat
             key=f"pipeline-{name}-metrics".replace("_", "-"),
             description=f"Metrics of stage `{name}` after this pipeline run",
         )
-    return {"stage": name, "outcome": outcome, "seconds": round(time.perf_counter() - start, 2),
-            "why": "; ".join(reasons) if outcome == "ran" else "", "metrics": metrics}
+    return {
+        "stage": name,
+        "outcome": outcome,
+        "seconds": round(time.perf_counter() - start, 2),
+        "why": "; ".join(reasons) if outcome == "ran" else "",
+        "metrics": metrics,
+    }
 
 
 @flow(name="pipeline", log_prints=True)
@@ -247,8 +265,15 @@ def pipeline(root: Path, targets: list[str] | None = None, force: bool = False) 
         blocked = [u for u in step["upstream"] if u in failed]
         if blocked:
             failed.add(step["name"])
-            results.append({"stage": step["name"], "outcome": "not run (upstream failed)", "seconds": 0.0,
-                            "why": ", ".join(blocked), "metrics": {}})
+            results.append(
+                {
+                    "stage": step["name"],
+                    "outcome": "not run (upstream failed)",
+                    "seconds": 0.0,
+                    "why": ", ".join(blocked),
+                    "metrics": {},
+                }
+            )
             continue
         # --force applies to the stages asked for, not to everything they need
         forced = force and (targets is None or step["name"] in targets)

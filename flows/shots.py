@@ -34,8 +34,14 @@ def _crashed(item: dict, reason: str) -> dict:
 
 
 @flow(name="shots", log_prints=True)
-def shots(fetched_path: Path, out_path: Path, failures_path: Path, metrics_path: Path,
-          params: ShotsParams, batch_size: int = 4) -> dict:
+def shots(
+    fetched_path: Path,
+    out_path: Path,
+    failures_path: Path,
+    metrics_path: Path,
+    params: ShotsParams,
+    batch_size: int = 4,
+) -> dict:
     logger = get_run_logger()
     start = time.perf_counter()
     fetched = read_table(fetched_path)
@@ -44,8 +50,10 @@ def shots(fetched_path: Path, out_path: Path, failures_path: Path, metrics_path:
     results = map_batches(split_batch, items, batch_size, _crashed, segmenter=segmenter)
     records = [ShotRecord(**record) for r in results for record in r["records"]]
     write_shot_records(out_path, records)
-    table = pd.DataFrame([{"video": r.video, "shot": r.shot, "part": r.part, "status": r.status} for r in records],
-                         columns=["video", "shot", "part", "status"])
+    table = pd.DataFrame(
+        [{"video": r.video, "shot": r.shot, "part": r.part, "status": r.status} for r in records],
+        columns=["video", "shot", "part", "status"],
+    )
     per_shot = table.drop_duplicates(["video", "shot"])
     failed = pd.DataFrame([{"item": r["video"], "reason": r["reason"]} for r in results if r["status"] != "ok"])
     publish_failures("shots", failed, failures_path)
@@ -72,7 +80,11 @@ def shots(fetched_path: Path, out_path: Path, failures_path: Path, metrics_path:
 
 def _run(args, params: Params) -> None:
     shots.with_options(task_runner=make_task_runner(params.runtime, "cpu"))(
-        args.fetched, args.out, args.failures, args.metrics, params.shots,
+        args.fetched,
+        args.out,
+        args.failures,
+        args.metrics,
+        params.shots,
         batch_size=params.runtime.batch_size,
     )
 

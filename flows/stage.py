@@ -8,8 +8,9 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -37,7 +38,9 @@ def publish_metrics(stage: str, metrics: dict[str, Any], path: Path) -> None:
 
 def publish_failures(stage: str, failures: pd.DataFrame, path: Path) -> None:
     """Write the failures report (CSV, one row per failed item) and show it in Prefect."""
-    failures = failures.reindex(columns=FAILURE_COLUMNS) if not failures.empty else pd.DataFrame(columns=FAILURE_COLUMNS)
+    failures = (
+        failures.reindex(columns=FAILURE_COLUMNS) if not failures.empty else pd.DataFrame(columns=FAILURE_COLUMNS)
+    )
     write_table(failures, path)
     if not failures.empty:
         lines = "\n".join(f"| {r.item} | {str(r.reason).replace('|', '/')} |" for r in failures.head(200).itertuples())
@@ -47,8 +50,9 @@ def publish_failures(stage: str, failures: pd.DataFrame, path: Path) -> None:
         )
 
 
-def record_results(stage: str, table: pd.DataFrame, index_path: Path, failures_path: Path,
-                   item: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def record_results(
+    stage: str, table: pd.DataFrame, index_path: Path, failures_path: Path, item: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split per-item result rows (with ``status`` and ``reason``) into the
     stage's index table (the ok rows) and its failures report; log each failure."""
     from prefect import get_run_logger

@@ -1,10 +1,10 @@
 """``motionmasks``: the command-line front door.
 
-    motionmasks run [STAGE ...] [--force]   run the pipeline (only what changed re-runs)
-    motionmasks status                      which stages are up to date, which would re-run and why
-    motionmasks dashboard                   a persistent local Prefect server + UI with every run
-    motionmasks segment INPUT... --out DIR  label-free soft masks (8-bit PNG per frame) for videos or frame folders
-    motionmasks score --pred DIR --gt DIR   DAVIS J / precision / recall of mask folders
+motionmasks run [STAGE ...] [--force]   run the pipeline (only what changed re-runs)
+motionmasks status                      which stages are up to date, which would re-run and why
+motionmasks dashboard                   a persistent local Prefect server + UI with every run
+motionmasks segment INPUT... --out DIR  label-free soft masks (8-bit PNG per frame) for videos or frame folders
+motionmasks score --pred DIR --gt DIR   DAVIS J / precision / recall of mask folders
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
-
+from typing import Any
 
 DASHBOARD_HINT = "http://127.0.0.1:4200"
 
@@ -52,8 +52,10 @@ def _run_lock(root: Path) -> Iterator[None]:
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
-            raise RunBusy(f"another run holds this project's lock ({holder}); wait for it to finish, then run "
-                          "again (its outputs are safe)") from None
+            raise RunBusy(
+                f"another run holds this project's lock ({holder}); wait for it to finish, then run "
+                "again (its outputs are safe)"
+            ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"motionmasks run, pid {os.getpid()}")
@@ -77,8 +79,10 @@ def _check_dvc_lock(root: Path) -> None:
     try:
         lock.lock()
     except LockError:
-        raise RunBusy("a DVC command (dvc repro, dvc exp run, ...) holds this project's lock; wait for it to finish, "
-                      "then run again (its outputs are safe)") from None
+        raise RunBusy(
+            "a DVC command (dvc repro, dvc exp run, ...) holds this project's lock; wait for it to finish, "
+            "then run again (its outputs are safe)"
+        ) from None
     lock.unlock()
 
 
@@ -138,8 +142,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     root = _project_root()
     _prefect_defaults(root)
     print(f"Prefect dashboard: {DASHBOARD_HINT}  (runs started while it is up report here; Ctrl-C stops it)")
-    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                               "--port", "4200"])
+    server = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", "4200"]
+    )
     # Runs send their logs only to a server this project started (or one the user names in
     # PREFECT_API_URL), never to whatever else answers on port 4200.
     record_dashboard(root, server.pid, DASHBOARD_API)
@@ -231,13 +236,18 @@ def cmd_segment(args: argparse.Namespace) -> int:
     names = [source.resolve().name if source.is_dir() else source.stem for source in args.inputs]
     nameless = [str(s) for s, n in zip(args.inputs, names) if not n]
     if nameless:
-        print(f"error: {', '.join(nameless)}: no name to give the output folder; name the input by its path",
-              file=sys.stderr)
+        print(
+            f"error: {', '.join(nameless)}: no name to give the output folder; name the input by its path",
+            file=sys.stderr,
+        )
         return 2
     clashes = sorted({n for n in names if names.count(n) > 1})
     if clashes:
-        print(f"error: several inputs would write the same output folder ({', '.join(clashes)}); "
-              "segment them into different --out folders", file=sys.stderr)
+        print(
+            f"error: several inputs would write the same output folder ({', '.join(clashes)}); "
+            "segment them into different --out folders",
+            file=sys.stderr,
+        )
         return 2
     failed = 0
     jobs: list[tuple[Path, Path]] = []
@@ -259,8 +269,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
     workers = min(args.workers or os.cpu_count() or 1, max(1, len(jobs)))
     jobs.sort(key=lambda job: -sizes[job[0]])  # longest first: the workers finish together
     with tqdm(total=total, unit="frame", disable=args.quiet, desc=f"{len(jobs)} input(s)") as bar:
+        outcomes: list[tuple[Path, Path, BaseException | None]] = []
         if workers == 1:
-            outcomes = []
             for source, target in jobs:
                 try:
                     write_mask_folder(source, target, segmenter, max_pixels=max_pixels, progress=bar.update)
@@ -281,8 +291,9 @@ def _say(source: Path, target: Path, exc: BaseException | None, bar: Any) -> Non
         bar.write(f"error: {_error_line(source, exc)}; nothing written for it", file=sys.stderr)
 
 
-def _segment_in_parallel(jobs: list[tuple[Path, Path]], segmenter: Any, max_pixels: int, workers: int,
-                         bar: Any) -> list[tuple[Path, Path, BaseException | None]]:
+def _segment_in_parallel(
+    jobs: list[tuple[Path, Path]], segmenter: Any, max_pixels: int, workers: int, bar: Any
+) -> list[tuple[Path, Path, BaseException | None]]:
     """One input per worker process, one worker per core; one progress bar for the whole job."""
     import multiprocessing
     import threading
@@ -299,12 +310,15 @@ def _segment_in_parallel(jobs: list[tuple[Path, Path]], segmenter: Any, max_pixe
 
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
-    outcomes = []
+    outcomes: list[tuple[Path, Path, BaseException | None]] = []
     try:
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_segment_worker_init,
-                                 initargs=(queue,)) as pool:
-            futures = {pool.submit(_segment_in_worker, source, target, segmenter, max_pixels): (source, target)
-                       for source, target in jobs}
+        with ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_segment_worker_init, initargs=(queue,)
+        ) as pool:
+            futures = {
+                pool.submit(_segment_in_worker, source, target, segmenter, max_pixels): (source, target)
+                for source, target in jobs
+            }
             for future in as_completed(futures):
                 source, target = futures[future]
                 try:
@@ -355,8 +369,11 @@ def cmd_score(args: argparse.Namespace) -> int:
     if out.is_dir() or (args.json or "").endswith(("/", os.sep)):  # a folder, existing or to be made
         out = out / "scores.json"
     if out.is_file() and not _our_scores(out):
-        print(f"error: {out} exists and was not written by motionmasks score; it is left as it is: "
-              "pass --json with another file", file=sys.stderr)
+        print(
+            f"error: {out} exists and was not written by motionmasks score; it is left as it is: "
+            "pass --json with another file",
+            file=sys.stderr,
+        )
         return 2
     write_json({"thresholds": results, "precision_recall_threshold": float(main_t)}, out)
     print(f"written: {out}")
@@ -371,8 +388,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run the pipeline; stages whose inputs, code and params did not change are skipped")
-    run.add_argument("stages", nargs="*", metavar="STAGE", help="run only these stages (and what they need); default: all")
+    run = sub.add_parser(
+        "run", help="run the pipeline; stages whose inputs, code and params did not change are skipped"
+    )
+    run.add_argument(
+        "stages", nargs="*", metavar="STAGE", help="run only these stages (and what they need); default: all"
+    )
     run.add_argument("--force", action="store_true", help="re-run the chosen stages even if nothing changed")
     run.set_defaults(func=cmd_run)
 
@@ -382,30 +403,47 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard = sub.add_parser("dashboard", help=f"start a persistent local Prefect server and UI at {DASHBOARD_HINT}")
     dashboard.set_defaults(func=cmd_dashboard)
 
-    segment = sub.add_parser("segment", help="write label-free soft foreground masks (8-bit PNG per frame)",
-                             description="Segment the moving object of each INPUT (a video file or a folder of frames) "
-                             "with the pipeline's motion + consensus code and params.yaml settings. Writes one 8-bit PNG "
-                             "(0-255, the frame's size) per frame under OUT/<input name>/, named like the frame for "
-                             "frame folders and NNNNN.png for videos.")
+    segment = sub.add_parser(
+        "segment",
+        help="write label-free soft foreground masks (8-bit PNG per frame)",
+        description="Segment the moving object of each INPUT (a video file or a folder of frames) "
+        "with the pipeline's motion + consensus code and params.yaml settings. Writes one 8-bit PNG "
+        "(0-255, the frame's size) per frame under OUT/<input name>/, named like the frame for "
+        "frame folders and NNNNN.png for videos.",
+    )
     segment.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
     segment.add_argument("--out", type=Path, required=True, help="output folder")
-    segment.add_argument("--params", type=Path, default=Path("params.yaml"),
-                         help="settings file (default: params.yaml if present, else built-in defaults)")
-    segment.add_argument("--workers", type=int, default=None,
-                         help="worker processes, one input each (default: one per CPU core)")
+    segment.add_argument(
+        "--params",
+        type=Path,
+        default=Path("params.yaml"),
+        help="settings file (default: params.yaml if present, else built-in defaults)",
+    )
+    segment.add_argument(
+        "--workers", type=int, default=None, help="worker processes, one input each (default: one per CPU core)"
+    )
     segment.add_argument("--quiet", action="store_true", help="no progress bar")
     segment.set_defaults(func=cmd_segment)
 
-    score = sub.add_parser("score", help="score DAVIS-layout mask folders (J, precision, recall)",
-                           description="Per-sequence J (mean IoU; 1 when both masks are empty), precision and recall of "
-                           "PRED against GT (both <seq>/<frame>.png; GT 0/255, PRED 0-255 soft or binary), and the mean "
-                           "of per-sequence J. Prints a table and writes JSON.")
+    score = sub.add_parser(
+        "score",
+        help="score DAVIS-layout mask folders (J, precision, recall)",
+        description="Per-sequence J (mean IoU; 1 when both masks are empty), precision and recall of "
+        "PRED against GT (both <seq>/<frame>.png; GT 0/255, PRED 0-255 soft or binary), and the mean "
+        "of per-sequence J. Prints a table and writes JSON.",
+    )
     score.add_argument("--pred", type=Path, required=True, help="predicted masks: <seq>/<frame>.png")
     score.add_argument("--gt", type=Path, required=True, help="ground truth masks: <seq>/<frame>.png")
-    score.add_argument("--threshold", type=float, action="append",
-                       help="binarisation threshold (repeatable; default: 0.4, 0.5 and 0.7)")
-    score.add_argument("--json", help="where to write the scores: a file, or a folder for "
-                       "FOLDER/scores.json (default: PRED/scores.json)")
+    score.add_argument(
+        "--threshold",
+        type=float,
+        action="append",
+        help="binarisation threshold (repeatable; default: 0.4, 0.5 and 0.7)",
+    )
+    score.add_argument(
+        "--json",
+        help="where to write the scores: a file, or a folder for FOLDER/scores.json (default: PRED/scores.json)",
+    )
     score.set_defaults(func=cmd_score)
     return parser
 

@@ -47,7 +47,9 @@ def _check_frame(frame: np.ndarray, name: str = "frame") -> np.ndarray:
     if frame.ndim != 3 or frame.shape[2] != 3:
         raise ValueError(f"{name}: expected an RGB image of shape (H, W, 3), got {frame.shape}")
     if frame.dtype != np.uint8:
-        raise TypeError(f"{name}: expected uint8 pixels (0-255), got {frame.dtype}; convert with np.clip(x, 0, 255).astype(np.uint8)")
+        raise TypeError(
+            f"{name}: expected uint8 pixels (0-255), got {frame.dtype}; convert with np.clip(x, 0, 255).astype(np.uint8)"
+        )
     return frame
 
 
@@ -133,7 +135,9 @@ def superpixels(
         smooth = cv2.GaussianBlur(frame, (0, 0), sigma) if sigma > 0 else frame
         region = max(2, int(round(np.sqrt(h * w / n))))
         algorithm = cv2.ximgproc.SLIC if method == "slic-cv" else cv2.ximgproc.SLICO
-        engine = cv2.ximgproc.createSuperpixelSLIC(cv2.cvtColor(smooth, cv2.COLOR_RGB2Lab), algorithm, region, float(compactness))
+        engine = cv2.ximgproc.createSuperpixelSLIC(
+            cv2.cvtColor(smooth, cv2.COLOR_RGB2Lab), algorithm, region, float(compactness)
+        )
         engine.iterate(iterations)
         engine.enforceLabelConnectivity(25)
         labels = engine.getLabels()
@@ -189,13 +193,17 @@ def superpixel_descriptors(frame: np.ndarray, labels: np.ndarray) -> tuple[np.nd
     frame = _check_frame(frame)
     labels = np.asarray(labels)
     if labels.shape != frame.shape[:2]:
-        raise ValueError(f"labels shape {labels.shape} differs from the frame's {frame.shape[:2]}; pass the labels of this frame")
+        raise ValueError(
+            f"labels shape {labels.shape} differs from the frame's {frame.shape[:2]}; pass the labels of this frame"
+        )
     h, w = labels.shape
     flat = labels.ravel().astype(np.int64)
     n = int(flat.max()) + 1
     counts = np.bincount(flat, minlength=n)
     if (counts == 0).any():
-        raise ValueError(f"superpixel labels must be 0..n-1 with none empty; label {int(np.argmin(counts))} has no pixel")
+        raise ValueError(
+            f"superpixel labels must be 0..n-1 with none empty; label {int(np.argmin(counts))} has no pixel"
+        )
 
     # bounding boxes: (row_min, row_max, col_min, col_max) per label
     slices = ndimage.find_objects(labels.astype(np.int32) + 1)
@@ -540,9 +548,13 @@ def consensus_voting(
     if frames.ndim != 4 or frames.shape[3] != 3:
         raise ValueError(f"frames must have shape (T, H, W, 3) (RGB), got {frames.shape}")
     if frames.dtype != np.uint8:
-        raise TypeError(f"frames must be uint8 RGB, got {frames.dtype}; convert with np.clip(x, 0, 255).astype(np.uint8)")
+        raise TypeError(
+            f"frames must be uint8 RGB, got {frames.dtype}; convert with np.clip(x, 0, 255).astype(np.uint8)"
+        )
     if saliency.shape != frames.shape[:3]:
-        raise ValueError(f"saliency shape {saliency.shape} must be (T, H, W) = {frames.shape[:3]}, one map per frame at the frames' size")
+        raise ValueError(
+            f"saliency shape {saliency.shape} must be (T, H, W) = {frames.shape[:3]}, one map per frame at the frames' size"
+        )
     t_count, h, w = frames.shape[:3]
     if t_count == 0 or h == 0 or w == 0:
         return np.zeros((t_count, h, w), np.float32)

@@ -30,10 +30,10 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
@@ -47,7 +47,19 @@ from .video import DEFAULT_MAX_FRAME_PIXELS, VideoError, frame_files, probe
 logger = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (
-    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ogv", ".flv", ".3gp", ".wmv", ".ts",
+    ".mp4",
+    ".m4v",
+    ".mov",
+    ".mkv",
+    ".webm",
+    ".avi",
+    ".mpg",
+    ".mpeg",
+    ".ogv",
+    ".flv",
+    ".3gp",
+    ".wmv",
+    ".ts",
 )  # kept from the url; anything else is saved as .mp4 (FFmpeg sniffs the content, not the name)
 DEFAULT_SUFFIX = ".mp4"
 FRAME_FOLDER_SUFFIX = ".frames"  # keeps a folder for id "a.mp4" apart from the file of id "a"
@@ -304,8 +316,9 @@ def fetch_one(
     result = FetchResult(id=str(video_id), url=redact_url(url), status="failed")
     try:
         sha256 = str(sha256 or "").strip().lower()
-        policy = _Policy(timeout_s, retries, backoff_s, max_bytes, min_bytes_per_s, max_redirects, max_frame_pixels,
-                         sleep)
+        policy = _Policy(
+            timeout_s, retries, backoff_s, max_bytes, min_bytes_per_s, max_redirects, max_frame_pixels, sleep
+        )
         _fetch(result, url, Path(out_dir), sha256, policy, client)
     except _Failure as failure:
         result.reason = _reason(result, failure)
@@ -346,23 +359,38 @@ def fetch_batch(items: list[dict], out_dir: str | os.PathLike, *, parallel: int 
         except ValueError:
             name = ""
         if not name or not url:
-            rows[i] = FetchResult(video_id, redact_url(url), "failed", reason=(
-                f"item {i} ({video_id or 'no id'}): needs a non-empty id and url; fix the manifest row"
-            )).row()
+            rows[i] = FetchResult(
+                video_id,
+                redact_url(url),
+                "failed",
+                reason=(f"item {i} ({video_id or 'no id'}): needs a non-empty id and url; fix the manifest row"),
+            ).row()
         elif name in seen:
-            rows[i] = FetchResult(video_id, redact_url(url), "failed", reason=(
-                f"{video_id}: same output name {name!r} as id {seen[name]!r} earlier in the batch; "
-                "give every video its own id"
-            )).row()
+            rows[i] = FetchResult(
+                video_id,
+                redact_url(url),
+                "failed",
+                reason=(
+                    f"{video_id}: same output name {name!r} as id {seen[name]!r} earlier in the batch; "
+                    "give every video its own id"
+                ),
+            ).row()
         else:
             seen[name] = video_id
             jobs.append((i, item))
 
     with _new_client() as client, ThreadPoolExecutor(max(1, parallel), thread_name_prefix="download") as pool:
+
         def run(job: tuple[int, dict]) -> tuple[int, dict]:
             i, item = job
-            result = fetch_one(str(item["id"]), str(item["url"]), out_dir,
-                               sha256=str(item.get("sha256", "") or ""), client=client, **kwargs)
+            result = fetch_one(
+                str(item["id"]),
+                str(item["url"]),
+                out_dir,
+                sha256=str(item.get("sha256", "") or ""),
+                client=client,
+                **kwargs,
+            )
             return i, result.row()
 
         for i, row in pool.map(run, jobs):
@@ -408,8 +436,11 @@ def _fetch(
         return
     if scheme == "file":
         if parsed.netloc not in ("", "localhost"):
-            raise _Failure(f"file url names host {parsed.hostname or parsed.netloc.rsplit('@', 1)[-1]!r}",
-                           "write file:///absolute/path", transient=False)
+            raise _Failure(
+                f"file url names host {parsed.hostname or parsed.netloc.rsplit('@', 1)[-1]!r}",
+                "write file:///absolute/path",
+                transient=False,
+            )
         source = Path(url2pathname(unquote(parsed.path)))
     elif _is_local(url):
         source = Path(url).expanduser()
@@ -431,8 +462,9 @@ def _fetch_local(result: FetchResult, source: Path, out_dir: Path, name: str, sh
     result.attempts = 1  # local copies are not retried: a missing or bad file stays so
     if source.is_dir():
         if sha256:
-            raise _Failure("a sha256 was given for a frame folder", "checksums apply to single files; clear it",
-                           transient=False)
+            raise _Failure(
+                "a sha256 was given for a frame folder", "checksums apply to single files; clear it", transient=False
+            )
         try:
             files = frame_files(source)
         except VideoError as error:
@@ -487,8 +519,11 @@ def _probe_into(result: FetchResult, path: Path, content_type: str, max_pixels: 
     except (VideoError, OSError) as error:
         sent = f" (the server sent {content_type})" if content_type else ""
         detail = str(error).removeprefix(f"{path}: ")  # the temporary name means nothing to the reader
-        todo = ("raise download.max_frame_pixels or shrink the video" if "pixels per frame" in detail
-                else "the url does not point at a video: fix it or drop the row")
+        todo = (
+            "raise download.max_frame_pixels or shrink the video"
+            if "pixels per frame" in detail
+            else "the url does not point at a video: fix it or drop the row"
+        )
         raise _Failure(f"{detail}{sent}", todo, transient=False) from None
     result.frames, result.fps = info.frames, info.fps
     result.width, result.height, result.duration_s = info.width, info.height, info.duration_s
@@ -508,8 +543,7 @@ def _fetch_http(
     out_dir.mkdir(parents=True, exist_ok=True)
     part.unlink(missing_ok=True)  # left by a killed run: its source may have changed since, so start afresh
     own = client is None
-    if own:
-        client = _new_client()
+    client = client or _new_client()
     source = _Source()
     try:
         while True:
@@ -524,8 +558,14 @@ def _fetch_http(
                 delay = policy.backoff_s * 2 ** (result.attempts - 1)
                 if failure.retry_after_s is not None:
                     delay = max(delay, min(failure.retry_after_s, RETRY_AFTER_CAP_S))
-                logger.warning("%s: %s; retry %d/%d in %.1f s", result.id, redact_text(failure.what, url),
-                               result.attempts, policy.retries, delay)
+                logger.warning(
+                    "%s: %s; retry %d/%d in %.1f s",
+                    result.id,
+                    redact_text(failure.what, url),
+                    result.attempts,
+                    policy.retries,
+                    delay,
+                )
                 policy.sleep(delay)
         result.bytes = part.stat().st_size
         with atomic_path(dest) as tmp:
@@ -538,9 +578,7 @@ def _fetch_http(
             client.close()
 
 
-def _http_attempt(
-    client: httpx.Client, url: str, part: Path, source: _Source, policy: _Policy
-) -> None:
+def _http_attempt(client: httpx.Client, url: str, part: Path, source: _Source, policy: _Policy) -> None:
     """One GET into ``part``, resuming from its current size; raise :class:`_Failure` on error."""
     have = part.stat().st_size if part.exists() else 0
     headers = {}
@@ -561,13 +599,15 @@ def _http_attempt(
                 start, total = _content_range(response.headers.get("Content-Range", ""))
                 if start != have or (source.total is not None and total is not None and total != source.total):
                     part.unlink(missing_ok=True)  # not the continuation of what we hold: start again
-                    raise _Failure(f"server resumed at byte {start} of {total}, not {have} of {source.total}",
-                                   "try later", transient=True)
+                    raise _Failure(
+                        f"server resumed at byte {start} of {total}, not {have} of {source.total}",
+                        "try later",
+                        transient=True,
+                    )
             else:
                 have, total = 0, length  # a full answer: start the file again
             etag = response.headers.get("ETag", "")
-            source.validator = etag if etag and not etag.startswith("W/") else response.headers.get(
-                "Last-Modified", "")
+            source.validator = etag if etag and not etag.startswith("W/") else response.headers.get("Last-Modified", "")
             source.content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
             if status == 200 or total is not None:
                 source.total = total
@@ -586,16 +626,23 @@ def _http_attempt(
                         f.flush()
                         raise _Failure(
                             f"too slow ({received / elapsed:.0f} B/s over {elapsed:.0f} s)",
-                            "the server trickles data: lower download.min_bytes_per_s or try later", transient=True)
+                            "the server trickles data: lower download.min_bytes_per_s or try later",
+                            transient=True,
+                        )
             if expected is not None and have < expected:
                 raise _Failure(f"connection closed after {have} of {expected} bytes", "try later", transient=True)
     except httpx.TimeoutException:
-        raise _Failure(f"timed out (no data for {policy.timeout_s:g} s)",
-                       "the server is slow or unreachable: raise download.timeout_s or retries, or try later",
-                       transient=True) from None
+        raise _Failure(
+            f"timed out (no data for {policy.timeout_s:g} s)",
+            "the server is slow or unreachable: raise download.timeout_s or retries, or try later",
+            transient=True,
+        ) from None
     except (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError) as error:
-        raise _Failure(f"connection failed ({type(error).__name__}: {error})",
-                       "check the network or the host, or try later", transient=True) from None
+        raise _Failure(
+            f"connection failed ({type(error).__name__}: {error})",
+            "check the network or the host, or try later",
+            transient=True,
+        ) from None
     except httpx.HTTPError as error:  # too many redirects, a redirect to another scheme, a malformed url
         raise _Failure(f"{type(error).__name__}: {error}", "fix the url", transient=False) from None
 
@@ -628,15 +675,24 @@ def _open(client: httpx.Client, url: str, headers: dict[str, str], policy: _Poli
             target = str(response.url.join(response.headers["Location"]))
             httpx.URL(target)  # raises for a malformed one
         except (httpx.InvalidURL, ValueError):
-            raise _Failure(f"redirected to a malformed url {redact_text(response.headers['Location'])!r}",
-                           "use the final url", transient=False) from None
+            raise _Failure(
+                f"redirected to a malformed url {redact_text(response.headers['Location'])!r}",
+                "use the final url",
+                transient=False,
+            ) from None
         old, new = urlparse(url).scheme.lower(), urlparse(target).scheme.lower()
         if new not in ("http", "https") or (old == "https" and new == "http"):
-            raise _Failure(f"redirected from {old} to {redact_url(target)}",
-                           "only http(s) redirects that keep https are followed: use the final url", transient=False)
+            raise _Failure(
+                f"redirected from {old} to {redact_url(target)}",
+                "only http(s) redirects that keep https are followed: use the final url",
+                transient=False,
+            )
         url = target
-    raise _Failure(f"more than {policy.max_redirects} redirects",
-                   "use the final url, or raise download.max_redirects", transient=False)
+    raise _Failure(
+        f"more than {policy.max_redirects} redirects",
+        "use the final url, or raise download.max_redirects",
+        transient=False,
+    )
 
 
 def _status_failure(response: httpx.Response) -> _Failure:
@@ -645,8 +701,12 @@ def _status_failure(response: httpx.Response) -> _Failure:
     if status >= 500 or status in TRANSIENT_STATUS:
         retry_after = response.headers.get("Retry-After", "")
         seconds = float(retry_after) if retry_after.strip().isdigit() else None  # HTTP-dates are ignored
-        return _Failure(what, "the server is failing or throttling: try later or lower download.parallel",
-                        transient=True, retry_after_s=seconds)
+        return _Failure(
+            what,
+            "the server is failing or throttling: try later or lower download.parallel",
+            transient=True,
+            retry_after_s=seconds,
+        )
     if status in (401, 403):
         todo = "the video is private or needs a login: fix the url or drop the row"
     elif status in (404, 410):

@@ -31,8 +31,8 @@ counting every nonzero pixel as foreground would score it silently wrong.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -90,8 +90,10 @@ def frame_scores(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float, float]
     pred = np.asarray(pred, dtype=bool)
     gt = np.asarray(gt, dtype=bool)
     if pred.shape != gt.shape:
-        raise ScoreError(f"prediction shape {pred.shape} differs from ground truth shape {gt.shape}; "
-                         "resize the prediction to the ground-truth size before scoring")
+        raise ScoreError(
+            f"prediction shape {pred.shape} differs from ground truth shape {gt.shape}; "
+            "resize the prediction to the ground-truth size before scoring"
+        )
     n_pred = int(np.count_nonzero(pred))
     n_gt = int(np.count_nonzero(gt))
     inter = int(np.count_nonzero(pred & gt))
@@ -118,8 +120,10 @@ def _soft_to_unit(pred: np.ndarray) -> np.ndarray:
     if not np.issubdtype(pred.dtype, np.floating):
         raise ScoreError(f"prediction dtype {pred.dtype} is not supported; give floats in [0, 1] or uint8 0-255")
     if pred.size and not (np.isfinite(pred).all() and pred.min() >= 0.0 and pred.max() <= 1.0):
-        raise ScoreError(f"float prediction values must lie in [0, 1] (got min {pred.min():g}, max {pred.max():g}); "
-                         "divide 0-255 maps by 255 and replace NaN/inf before scoring")
+        raise ScoreError(
+            f"float prediction values must lie in [0, 1] (got min {pred.min():g}, max {pred.max():g}); "
+            "divide 0-255 maps by 255 and replace NaN/inf before scoring"
+        )
     return pred
 
 
@@ -152,7 +156,7 @@ def score_sequence(preds: Iterable[np.ndarray], gts: Iterable[np.ndarray], *, th
     """
     if not 0.0 <= threshold <= 1.0:
         raise ScoreError(f"threshold must lie in [0, 1], got {threshold}")
-    scores = []
+    scores: list[tuple[float, float, float]] = []
     pred_iter, gt_iter, end = iter(preds), iter(gts), object()
     while True:
         pred = next(pred_iter, end)
@@ -161,13 +165,17 @@ def score_sequence(preds: Iterable[np.ndarray], gts: Iterable[np.ndarray], *, th
             break
         if pred is end or gt is end:
             longer = "ground truth" if pred is end else "predictions"
-            raise ScoreError(f"{longer} have more frames than the other side (first unmatched frame: "
-                             f"position {len(scores)}); give one prediction per ground-truth frame")
-        pred = _soft_to_unit(pred)
+            raise ScoreError(
+                f"{longer} have more frames than the other side (first unmatched frame: "
+                f"position {len(scores)}); give one prediction per ground-truth frame"
+            )
+        pred = _soft_to_unit(np.asarray(pred))
         gt = np.asarray(gt)
         if pred.shape != gt.shape:
-            raise ScoreError(f"frame at position {len(scores)}: prediction shape {pred.shape} differs from "
-                             f"ground truth shape {gt.shape}; resize the prediction to the ground-truth size")
+            raise ScoreError(
+                f"frame at position {len(scores)}: prediction shape {pred.shape} differs from "
+                f"ground truth shape {gt.shape}; resize the prediction to the ground-truth size"
+            )
         scores.append(frame_scores(pred >= threshold, gt != 0))
     if not scores:
         raise ScoreError("the sequence has no frames; nothing to score")
@@ -221,8 +229,10 @@ def read_truth_mask(path: str | os.PathLike) -> np.ndarray:
     if image.ndim == 3:
         colour = image[..., :3]  # alpha is no label
         if not (colour == colour[..., :1]).all():
-            raise ScoreError(f"{path}: ground truth is a colour image; give a binary mask (0/255 or 0/1, one "
-                             "channel), e.g. one object's mask of a multi-object annotation")
+            raise ScoreError(
+                f"{path}: ground truth is a colour image; give a binary mask (0/255 or 0/1, one "
+                "channel), e.g. one object's mask of a multi-object annotation"
+            )
         image = colour[..., 0]
     if image.dtype not in (np.uint8, np.uint16):
         raise ScoreError(f"{path}: ground truth is {image.dtype}; give a binary mask PNG (0/255 or 0/1)")
@@ -230,8 +240,10 @@ def read_truth_mask(path: str | os.PathLike) -> np.ndarray:
     present = np.flatnonzero(np.bincount(image.ravel(), minlength=top + 1))
     if not (set(present) <= {0, top} or set(present) <= {0, 1}):
         shown = ", ".join(str(v) for v in present[:8]) + (f" and {len(present) - 8} more" if len(present) > 8 else "")
-        raise ScoreError(f"{path}: ground truth must be binary, 0/{top} or 0/1, but holds the values {shown}; "
-                         "binarise it (e.g. mask > 127) before scoring")
+        raise ScoreError(
+            f"{path}: ground truth must be binary, 0/{top} or 0/1, but holds the values {shown}; "
+            "binarise it (e.g. mask > 127) before scoring"
+        )
     return image > 0
 
 
@@ -278,8 +290,10 @@ def score_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, *, thr
         raise ScoreError(f"{pred_dir} has no sequence subfolders; predictions go in <pred_dir>/<seq>/<frame>.png")
     unknown = [s for s in sequences if not (gt_dir / s).is_dir()]
     if unknown:
-        raise ScoreError(f"prediction sequences with no ground-truth folder in {gt_dir}: {_listed(unknown)}; "
-                         "remove them from the predictions or point gt_dir at the right annotations")
+        raise ScoreError(
+            f"prediction sequences with no ground-truth folder in {gt_dir}: {_listed(unknown)}; "
+            "remove them from the predictions or point gt_dir at the right annotations"
+        )
 
     # Check the frame lists of every sequence before reading any pixel, and report all of it at once.
     problems, pairs = [], {}
@@ -295,8 +309,11 @@ def score_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, *, thr
             problems.append(f"{seq}: no PNG frames in {gt_dir / seq} or {pred_dir / seq}")
         pairs[seq] = [(pred_frames[n], gt_frames[n]) for n in sorted(pred_frames.keys() & gt_frames.keys())]
     if problems:
-        raise ScoreError("predictions and ground truth do not match:\n  " + "\n  ".join(problems)
-                         + "\nwrite one prediction PNG per ground-truth PNG, with the same names")
+        raise ScoreError(
+            "predictions and ground truth do not match:\n  "
+            + "\n  ".join(problems)
+            + "\nwrite one prediction PNG per ground-truth PNG, with the same names"
+        )
 
     results, mismatched = {}, []
     for seq in sequences:
@@ -311,13 +328,17 @@ def score_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, *, thr
             preds.append(pred)
             gts.append(gt)
         if bad:
-            mismatched.append(f"{seq}: {len(bad)} frame(s) differ in size (prediction vs ground truth, WxH): "
-                              f"{_listed(bad)}")
+            mismatched.append(
+                f"{seq}: {len(bad)} frame(s) differ in size (prediction vs ground truth, WxH): {_listed(bad)}"
+            )
         elif not mismatched:  # once something is wrong, only keep collecting the problems
             results[seq] = score_sequence(preds, gts, threshold=threshold)
     if mismatched:
-        raise ScoreError("prediction sizes differ from the ground truth:\n  " + "\n  ".join(mismatched)
-                         + "\nresize the predictions to the ground-truth size (e.g. cv2.resize) before writing them")
+        raise ScoreError(
+            "prediction sizes differ from the ground truth:\n  "
+            + "\n  ".join(mismatched)
+            + "\nresize the predictions to the ground-truth size (e.g. cv2.resize) before writing them"
+        )
 
     per_seq = list(results.values())
     return {
@@ -400,8 +421,9 @@ def overlay_gallery(
 
         base = _tile(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), tile_width, height, cv2.INTER_AREA)
         heat = np.nan_to_num(np.clip(soft_map, 0.0, 1.0))
-        heat = cv2.applyColorMap((_tile(heat, tile_width, height, cv2.INTER_LINEAR) * 255).round().astype(np.uint8),
-                                 cv2.COLORMAP_TURBO)
+        heat = cv2.applyColorMap(
+            (_tile(heat, tile_width, height, cv2.INTER_LINEAR) * 255).round().astype(np.uint8), cv2.COLORMAP_TURBO
+        )
         map_tile = cv2.addWeighted(base, 0.4, heat, 0.6, 0.0)
 
         if gt is None:

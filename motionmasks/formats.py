@@ -37,14 +37,14 @@ import re
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import cv2
 import numpy as np
 import pandas as pd
-
 
 # Temporaries of the atomic writers: ``.<name>.<pid>.<random>.tmp[<suffix>]`` beside the
 # target. The pid lets a later run tell a leftover of a killed process (removed by
@@ -132,11 +132,15 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
 def check_replaceable(path: Path) -> None:
     """Raise :class:`NotOurFolderError` unless ``path`` is absent or a folder motionmasks wrote."""
     if path.is_symlink() or (path.exists() and not path.is_dir()):
-        raise NotOurFolderError(f"{path} exists and is not a folder motionmasks wrote; it is left as it is: "
-                                "choose another output folder or move it away")
+        raise NotOurFolderError(
+            f"{path} exists and is not a folder motionmasks wrote; it is left as it is: "
+            "choose another output folder or move it away"
+        )
     if path.is_dir() and not is_owned_folder(path):
-        raise NotOurFolderError(f"{path} exists and was not written by motionmasks (no {OWNER_MARKER} in it); "
-                                "it is left as it is: choose another output folder or move it away")
+        raise NotOurFolderError(
+            f"{path} exists and was not written by motionmasks (no {OWNER_MARKER} in it); "
+            "it is left as it is: choose another output folder or move it away"
+        )
 
 
 def sweep_temporaries(folder: str | os.PathLike) -> list[Path]:
@@ -290,19 +294,18 @@ def write_map_shard(path: str | os.PathLike, shard: MapShard) -> None:
         raise ValueError(f"maps {shard.maps.shape} and frames {np.shape(shard.frames)} do not match")
     arrays = {f"extra_{k}": np.asarray(v) for k, v in shard.extras.items()}
     with atomic_path(path) as tmp:
-        np.savez_compressed(
-            tmp,
+        arrays.update(
             maps=quantise(shard.maps),
             frames=np.asarray(shard.frames, np.int64),
             meta=np.array(json.dumps(shard.meta, sort_keys=True, default=_json_default)),
-            **arrays,
         )
+        np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]  # the stub reads **arrays as its keywords
 
 
 def read_map_shard(path: str | os.PathLike, *, quantised: bool = False) -> MapShard:
     """A map shard; ``maps`` as float32 in [0, 1], or as stored (uint8 0-255) with ``quantised``."""
     with np.load(path) as npz:
-        extras = {k[len("extra_"):]: npz[k] for k in npz.files if k.startswith("extra_")}
+        extras = {k[len("extra_") :]: npz[k] for k in npz.files if k.startswith("extra_")}
         return MapShard(
             maps=npz["maps"] if quantised else npz["maps"].astype(np.float32) / 255.0,
             frames=npz["frames"],
@@ -382,8 +385,10 @@ def read_shot_records(path: str | os.PathLike, *, usable_only: bool = False) -> 
     missing = [c for c in SHOT_RECORD_COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"{path}: not a shot table (missing columns {missing}); re-run the shots stage")
-    types = {f.name: f.type for f in fields(ShotRecord)}
-    casts = {"str": str, "int": int, "float": float}
-    records = [ShotRecord(**{k: casts[types[k]](row[k]) for k in SHOT_RECORD_COLUMNS})
-               for row in table[SHOT_RECORD_COLUMNS].to_dict("records")]
+    types = {f.name: str(f.type) for f in fields(ShotRecord)}  # annotations are strings here
+    casts: dict[str, type] = {"str": str, "int": int, "float": float}
+    records = [
+        ShotRecord(**{k: casts[types[k]](row[k]) for k in SHOT_RECORD_COLUMNS})
+        for row in table[SHOT_RECORD_COLUMNS].to_dict("records")
+    ]
     return [r for r in records if r.status == "ok"] if usable_only else records

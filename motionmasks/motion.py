@@ -74,7 +74,9 @@ def _dis(preset: str) -> cv2.DISOpticalFlow:
 def _gray_u8(frame: np.ndarray, name: str) -> np.ndarray:
     frame = np.asarray(frame)
     if frame.dtype != np.uint8:
-        raise TypeError(f"{name}: expected uint8 pixels (0-255), got {frame.dtype}; convert with np.clip(x, 0, 255).astype(np.uint8)")
+        raise TypeError(
+            f"{name}: expected uint8 pixels (0-255), got {frame.dtype}; convert with np.clip(x, 0, 255).astype(np.uint8)"
+        )
     if frame.ndim == 3 and frame.shape[2] == 3:
         return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
     if frame.ndim == 2:
@@ -123,7 +125,9 @@ def optical_flow(
     a = _gray_u8(frame_a, "frame_a")
     b = _gray_u8(frame_b, "frame_b")
     if a.shape != b.shape:
-        raise ValueError(f"frame_a is {a.shape[1]}x{a.shape[0]} but frame_b is {b.shape[1]}x{b.shape[0]}; resize them to one size")
+        raise ValueError(
+            f"frame_a is {a.shape[1]}x{a.shape[0]} but frame_b is {b.shape[1]}x{b.shape[0]}; resize them to one size"
+        )
     h, w = a.shape
     if method == "farneback":
         # OpenCV's sample values: 3 pyramid levels halving the size, 15 px
@@ -386,7 +390,9 @@ def motion_saliency(
     if frames.ndim != 4 or frames.shape[3] != 3:
         raise ValueError(f"frames must have shape (T, H, W, 3) (RGB), got {frames.shape}")
     if frames.dtype != np.uint8:
-        raise TypeError(f"frames must be uint8 RGB, got {frames.dtype}; convert with np.clip(x, 0, 255).astype(np.uint8)")
+        raise TypeError(
+            f"frames must be uint8 RGB, got {frames.dtype}; convert with np.clip(x, 0, 255).astype(np.uint8)"
+        )
     if neighbours < 1:
         raise ValueError(f"neighbours must be >= 1, got {neighbours}")
     if flow_max_side < 1:

@@ -9,7 +9,7 @@ the value given and what is allowed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -91,10 +91,12 @@ class ShotsParams(_Group):
     max_failure_fraction: float = Field(0.5, ge=0, le=1)  # more failed videos than this fail the stage
 
     @model_validator(mode="after")
-    def _shot_lengths(self) -> "ShotsParams":
+    def _shot_lengths(self) -> ShotsParams:
         if self.min_shot > self.max_shot:
-            raise ValueError(f"shots.min_shot ({self.min_shot}) must not exceed shots.max_shot ({self.max_shot}): "
-                             "no shot could be used")
+            raise ValueError(
+                f"shots.min_shot ({self.min_shot}) must not exceed shots.max_shot ({self.max_shot}): "
+                "no shot could be used"
+            )
         return self
 
 
@@ -126,7 +128,7 @@ class ConsensusParams(_Group):
     window: int = Field(15, ge=0)  # ref F: neighbours searched in frames t-15..t+15
     per_frame: int = Field(1, ge=1)  # ref L = 2: nearest neighbours taken in each frame of the window
     bandwidth: float = Field(0.1, gt=0)  # ref: weights exp(-d^2 / 0.1)
-    dims: Optional[int] = Field(None, ge=1)  # PCA of descriptors before the search; null = exact 176-d
+    dims: int | None = Field(None, ge=1)  # PCA of descriptors before the search; null = exact 176-d
     iterations: int = Field(50, ge=0)  # ref: v <- P v, 50 times
     refine_radius: int = Field(8, ge=0)  # guided-filter radius (px at working size); 0 = off
     refine_eps: float = Field(1e-4, gt=0)
@@ -138,7 +140,7 @@ class ConsensusParams(_Group):
 class EvaluateParams(_Group):
     thresholds: list[float] = [0.4, 0.5, 0.7]  # 0.4 / 0.7: the paper's trimap thresholds
     threshold: float = Field(0.5, ge=0, le=1)  # the one precision, recall and the gallery use
-    davis_annotations: Optional[str] = None  # DAVIS-layout <seq>/NNNNN.png folder for videos named after sequences
+    davis_annotations: str | None = None  # DAVIS-layout <seq>/NNNNN.png folder for videos named after sequences
     gallery_videos: int = Field(6, ge=0, le=100)
 
     @field_validator("thresholds")
@@ -160,7 +162,7 @@ class EvaluateParams(_Group):
 class RuntimeParams(_Group):
     """Where per-item work runs. Changes no result, so no stage lists it."""
 
-    dask_address: Optional[str] = None  # e.g. tcp://scheduler:8786; env MOTIONMASKS_DASK_ADDRESS overrides
+    dask_address: str | None = None  # e.g. tcp://scheduler:8786; env MOTIONMASKS_DASK_ADDRESS overrides
     workers: int = Field(0, ge=0)  # local processes; 0 = one per CPU core
     batch_size: int = Field(4, ge=1)  # items (videos, shots) per task
 
@@ -175,12 +177,12 @@ class Params(_Group):
     runtime: RuntimeParams = RuntimeParams()
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: Any) -> str:  # a pydantic ErrorDetails
     key = ".".join(str(part) for part in error["loc"]) or "(top level)"
     if error["type"] == "extra_forbidden":
         group = error["loc"][0] if len(error["loc"]) > 1 else None
         model = Params.model_fields[group].annotation if group in Params.model_fields else Params
-        allowed = ", ".join(model.model_fields)
+        allowed = ", ".join(getattr(model, "model_fields", {}))
         return f"{key}: unknown key; allowed here: {allowed}"
     given = error.get("input")
     message = error["msg"].removeprefix("Value error, ")
@@ -204,13 +206,17 @@ def parse_params(raw: Any, source: str = "params.yaml", *, complete: bool = Fals
         raise ParamsError(f"{source}: expected a mapping of stage groups, got {type(raw).__name__}")
     problems = []
     if complete and not raw:
-        raise ParamsError(f"{source} is empty; it must hold every stage's group ({', '.join(Params.model_fields)}): "
-                          "restore it from git (git checkout params.yaml)")
+        raise ParamsError(
+            f"{source} is empty; it must hold every stage's group ({', '.join(Params.model_fields)}): "
+            "restore it from git (git checkout params.yaml)"
+        )
     if complete:
         for group in Params.model_fields:
             if group not in raw:
-                problems.append(f"{group}: group missing; every stage's group must be written out "
-                                f"(copy it from the project's params.yaml)")
+                problems.append(
+                    f"{group}: group missing; every stage's group must be written out "
+                    f"(copy it from the project's params.yaml)"
+                )
             elif raw[group] is None:
                 problems.append(f"{group}: group is empty; write its keys out (or delete the line)")
         for key in PIPELINE_KEYS:
@@ -235,8 +241,9 @@ def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if not isinstance(key, (str, int, float, bool)) and key is not None:
-            raise yaml.constructor.ConstructorError(None, None, "keys must be plain names, not lists or mappings",
-                                                    key_node.start_mark)
+            raise yaml.constructor.ConstructorError(
+                None, None, "keys must be plain names, not lists or mappings", key_node.start_mark
+            )
         if key in seen:
             raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is written twice", key_node.start_mark)
         seen.add(key)

@@ -25,8 +25,9 @@ def _redact_pairs(text: str, separator: str = "&") -> str:
     pairs = [part.split("=", 1) for part in text.split(separator)]
     if not any(len(pair) == 2 and _SECRET_KEY.search(pair[0]) for pair in pairs):
         return text
-    return separator.join(f"{pair[0]}={REDACTED}" if len(pair) == 2 and _SECRET_KEY.search(pair[0])
-                          else "=".join(pair) for pair in pairs)
+    return separator.join(
+        f"{pair[0]}={REDACTED}" if len(pair) == 2 and _SECRET_KEY.search(pair[0]) else "=".join(pair) for pair in pairs
+    )
 
 
 def redact_url(url: str) -> str:
@@ -49,9 +50,14 @@ def redact_url(url: str) -> str:
     netloc = parsed.netloc
     if "@" in netloc:
         netloc = f"{REDACTED}@{netloc.rsplit('@', 1)[1]}"
-    return urlunparse(parsed._replace(netloc=netloc, query=_redact_pairs(parsed.query),
-                                      fragment=_redact_pairs(parsed.fragment),
-                                      params=_redact_pairs(parsed.params, ";")))
+    return urlunparse(
+        parsed._replace(
+            netloc=netloc,
+            query=_redact_pairs(parsed.query),
+            fragment=_redact_pairs(parsed.fragment),
+            params=_redact_pairs(parsed.params, ";"),
+        )
+    )
 
 
 def _secrets_of(url: str) -> list[str]:
@@ -62,8 +68,11 @@ def _secrets_of(url: str) -> list[str]:
         return []
     found = [parsed.username or "", parsed.password or ""]
     for part, separator in ((parsed.query, "&"), (parsed.fragment, "&"), (parsed.params, ";")):
-        found += [pair[1] for pair in (p.split("=", 1) for p in part.split(separator))
-                  if len(pair) == 2 and _SECRET_KEY.search(pair[0])]
+        found += [
+            pair[1]
+            for pair in (p.split("=", 1) for p in part.split(separator))
+            if len(pair) == 2 and _SECRET_KEY.search(pair[0])
+        ]
     found += [unquote(s) for s in found]
     return sorted({s for s in found if len(s) >= _MIN_SCRUBBED}, key=len, reverse=True)
 
@@ -71,7 +80,7 @@ def _secrets_of(url: str) -> list[str]:
 def _redact_match(match: re.Match) -> str:
     url = match.group(0)
     kept = url.rstrip(_TRAILING)
-    return redact_url(kept) + url[len(kept):]
+    return redact_url(kept) + url[len(kept) :]
 
 
 def redact_text(text: str, url: str = "") -> str:

@@ -18,9 +18,10 @@ upsampled, so the cost per frame barely depends on the input size.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -51,20 +52,26 @@ class Segmenter:
     consensus: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_params(cls, params: Any) -> "Segmenter":
+    def from_params(cls, params: Any) -> Segmenter:
         """From a validated ``motionmasks.params.Params`` (its shots, motion and consensus groups)."""
-        return cls(**cls.shot_settings(params.shots), motion=params.motion.model_dump(exclude=_NOT_ALGORITHM),
-                   consensus=params.consensus.model_dump(exclude=_NOT_ALGORITHM))
+        return cls(
+            **cls.shot_settings(params.shots),
+            motion=params.motion.model_dump(exclude=_NOT_ALGORITHM),
+            consensus=params.consensus.model_dump(exclude=_NOT_ALGORITHM),
+        )
 
     @staticmethod
     def shot_settings(shots: Any) -> dict[str, Any]:
         """The shots group's part (``shots``, ``working_max_side``), for the stage that needs only it."""
-        return {"shots": shots.model_dump(exclude=_NOT_ALGORITHM | {"working_max_side"}),
-                "working_max_side": shots.working_max_side}
+        return {
+            "shots": shots.model_dump(exclude=_NOT_ALGORITHM | {"working_max_side"}),
+            "working_max_side": shots.working_max_side,
+        }
 
 
-def plan_shots(source: str | Path, video: str, segmenter: Segmenter, *,
-               max_pixels: int | None = None) -> list[ShotRecord]:
+def plan_shots(
+    source: str | Path, video: str, segmenter: Segmenter, *, max_pixels: int | None = None
+) -> list[ShotRecord]:
     """Split ``source`` into shots and their parts: the records every later step works on.
 
     Raises :class:`motionmasks.video.VideoError` naming the file when it
@@ -73,9 +80,20 @@ def plan_shots(source: str | Path, video: str, segmenter: Segmenter, *,
     info = probe(source, exact=False, max_pixels=max_pixels)
     work_width, work_height = fit_max_side(info.width, info.height, segmenter.working_max_side)
     return [
-        ShotRecord(video=video, source=str(source), shot=row["shot"], part=row["part"], first=row["first"],
-                   last=row["last"], fps=row["fps"], width=info.width, height=info.height,
-                   work_width=work_width, work_height=work_height, status=row["status"])
+        ShotRecord(
+            video=video,
+            source=str(source),
+            shot=row["shot"],
+            part=row["part"],
+            first=row["first"],
+            last=row["last"],
+            fps=row["fps"],
+            width=info.width,
+            height=info.height,
+            work_width=work_width,
+            work_height=work_height,
+            status=row["status"],
+        )
         for row in split_video(source, **segmenter.shots)
     ]
 
@@ -116,12 +134,15 @@ def decode_parts(records: Sequence[ShotRecord]) -> Iterator[tuple[ShotRecord, np
             if position == len(pending):
                 return
     record = pending[position]
-    raise VideoError(f"{source}: ended before frame {record.last} (shot {record.shot}, part {record.part}); "
-                     "the file changed since the shots stage or is truncated: re-run from download")
+    raise VideoError(
+        f"{source}: ended before frame {record.last} (shot {record.shot}, part {record.part}); "
+        "the file changed since the shots stage or is truncated: re-run from download"
+    )
 
 
-def shot_saliency(frames: np.ndarray, motion: dict[str, Any] | None = None,
-                  timings: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+def shot_saliency(
+    frames: np.ndarray, motion: dict[str, Any] | None = None, timings: dict | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Motion saliency of one part, 8-bit (T, h, w) uint8, and each frame's ``reliable`` flag (T,) bool."""
     start = time.perf_counter()
     saliency, diagnostics = motion_saliency(frames, **(motion or {}))
@@ -130,8 +151,9 @@ def shot_saliency(frames: np.ndarray, motion: dict[str, Any] | None = None,
     return quantise(saliency), diagnostics["reliable"].to_numpy(bool)
 
 
-def shot_masks(frames: np.ndarray, saliency: np.ndarray, consensus: dict[str, Any] | None = None,
-               timings: dict | None = None) -> np.ndarray:
+def shot_masks(
+    frames: np.ndarray, saliency: np.ndarray, consensus: dict[str, Any] | None = None, timings: dict | None = None
+) -> np.ndarray:
     """Soft masks of one part by consensus voting on its 8-bit saliency: (T, h, w) uint8 at the working size."""
     options = {**(consensus or {}), "working_max_side": None}  # frames are at the working size already
     soft = consensus_voting(frames, np.asarray(saliency, np.float32) / 255.0, timings=timings, **options)
@@ -174,7 +196,9 @@ def segment_frames(
     if frames.ndim != 4 or frames.shape[3] != 3:
         raise ValueError(f"frames must have shape (T, H, W, 3) (RGB), got {frames.shape}")
     if frames.dtype != np.uint8:
-        raise TypeError(f"frames must be uint8 RGB, got {frames.dtype}; convert with np.clip(x, 0, 255).astype(np.uint8)")
+        raise TypeError(
+            f"frames must be uint8 RGB, got {frames.dtype}; convert with np.clip(x, 0, 255).astype(np.uint8)"
+        )
     t_count, h, w = frames.shape[:3]
     if t_count == 0 or h == 0 or w == 0:
         return np.zeros((t_count, h, w), np.float32)
@@ -190,8 +214,9 @@ def segment_frames(
     return maps
 
 
-def segment_source(records: Sequence[ShotRecord], segmenter: Segmenter,
-                   timings: dict | None = None) -> Iterator[tuple[ShotRecord, np.ndarray]]:
+def segment_source(
+    records: Sequence[ShotRecord], segmenter: Segmenter, timings: dict | None = None
+) -> Iterator[tuple[ShotRecord, np.ndarray]]:
     """Each record's 8-bit soft masks at the working size, ``(T, h, w)``, in one pass over its source."""
     for record, frames in decode_parts(records):
         saliency, _ = shot_saliency(frames, segmenter.motion, timings)

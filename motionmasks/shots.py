@@ -25,8 +25,8 @@ clips with known cuts (``benchmarks/shots.py``, ``benchmarks/results/shots.json`
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -110,9 +110,7 @@ def _frame_histograms(frame: np.ndarray, bins: int, gradients: bool) -> np.ndarr
     histograms = [cv2.calcHist([lab], [c], None, [_LEVELS], [0, 256]).ravel() @ _soft_bins(bins) for c in range(3)]
     if gradients:
         grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32)
-        magnitude, angle = cv2.cartToPolar(
-            cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1)
-        )
+        magnitude, angle = cv2.cartToPolar(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))
         # Edge direction, not sign (angle mod pi, a circle), weighted by edge strength.
         direction = np.minimum((angle.ravel() % np.pi) * (_LEVELS / np.pi), _LEVELS - 1).astype(np.intp)
         fine = np.bincount(direction, weights=magnitude.ravel(), minlength=_LEVELS)
@@ -128,7 +126,7 @@ def _frame_histograms(frame: np.ndarray, bins: int, gradients: bool) -> np.ndarr
     return out.ravel()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _soft_bins(bins: int, circular: bool = False) -> np.ndarray:
     """(256, bins) float32 matrix taking a 256-level histogram to ``bins`` soft bins.
 
@@ -237,9 +235,7 @@ def detect_cuts(
     if context < 1 or window < 1:
         raise ValueError(f"context and window must be >= 1, got context={context}, window={window}")
     if threshold <= 0 or noise <= 0 or min_change < 0:
-        raise ValueError(
-            f"threshold and noise must be > 0 and min_change >= 0, got {threshold}, {noise}, {min_change}"
-        )
+        raise ValueError(f"threshold and noise must be > 0 and min_change >= 0, got {threshold}, {noise}, {min_change}")
     n = len(features)
     if n < 2:
         return []
@@ -342,8 +338,17 @@ def shot_table(
         start = first
         for part in range(parts):
             size = base + (part < extra)
-            rows.append({"shot": shot, "part": part, "first": start, "last": start + size - 1, "fps": float(fps),
-                         "frames": size, "status": status})
+            rows.append(
+                {
+                    "shot": shot,
+                    "part": part,
+                    "first": start,
+                    "last": start + size - 1,
+                    "fps": float(fps),
+                    "frames": size,
+                    "status": status,
+                }
+            )
             start += size
     return rows
 

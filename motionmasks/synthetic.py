@@ -296,7 +296,7 @@ def _int_range(name: str, value) -> tuple[int, int]:
 # --------------------------------------------------------------------------- photographs
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _photo(name: str) -> np.ndarray:
     """A scikit-image photograph, (h, w) or (h, w, 3) uint8, contrast-stretched.
 
@@ -476,7 +476,7 @@ def _outline(rng: np.random.Generator, shape: str) -> np.ndarray:
     return np.stack([r * np.cos(theta), r * np.sin(theta)], axis=1)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _horse_outline() -> np.ndarray:
     """Outer contour of scikit-image's horse silhouette, centred on its centroid."""
     horse = (~skimage.data.horse()).astype(np.uint8)  # the horse is False (black) on True

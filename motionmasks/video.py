@@ -8,9 +8,9 @@ high-resolution video is never held in memory at full size.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -47,8 +47,9 @@ def frame_files(folder: str | Path) -> list[Path]:
     naming both, instead of silently giving one frame too many.
     """
     folder = Path(folder)
-    files = sorted(p for p in folder.iterdir()
-                   if p.suffix.lower() in FRAME_SUFFIXES and not p.name.startswith(".") and p.is_file())
+    files = sorted(
+        p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES and not p.name.startswith(".") and p.is_file()
+    )
     by_stem: dict[str, list[str]] = {}
     for p in files:
         by_stem.setdefault(p.stem.lower(), []).append(p.name)
@@ -81,8 +82,12 @@ def check_frame_pixels(path: Path, width: int, height: int, max_pixels: int | No
         )
 
 
-_REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
-            8: cv2.IMREAD_REDUCED_COLOR_8}
+_REDUCED = {
+    1: cv2.IMREAD_COLOR,
+    2: cv2.IMREAD_REDUCED_COLOR_2,
+    4: cv2.IMREAD_REDUCED_COLOR_4,
+    8: cv2.IMREAD_REDUCED_COLOR_8,
+}
 _JPEG_SUFFIXES = (".jpg", ".jpeg")
 
 
@@ -102,8 +107,10 @@ def _read_image(path: Path, expected: tuple[int, int] | None = None, reduction: 
     if expected is not None:  # check the header before decoding: an odd frame can be huge
         size = image_size(path)
         if size != expected:
-            raise VideoError(f"{path}: frame is {size[0]}x{size[1]} but the video's first frame is "
-                             f"{expected[0]}x{expected[1]}; resize or remove the odd frame")
+            raise VideoError(
+                f"{path}: frame is {size[0]}x{size[1]} but the video's first frame is "
+                f"{expected[0]}x{expected[1]}; resize or remove the odd frame"
+            )
     image = cv2.imread(str(path), _REDUCED[reduction])
     if image is None:
         raise VideoError(f"{path}: not a readable image (corrupt or not an image); replace or remove it")
@@ -130,8 +137,10 @@ def probe(path: str | Path, exact: bool = True, max_pixels: int | None = DEFAULT
         for file in files[1:]:
             size = image_size(file)
             if size != (width, height):
-                raise VideoError(f"{file}: frame is {size[0]}x{size[1]} but the video's first frame is "
-                                 f"{width}x{height}; resize or remove the odd frame")
+                raise VideoError(
+                    f"{file}: frame is {size[0]}x{size[1]} but the video's first frame is "
+                    f"{width}x{height}; resize or remove the odd frame"
+                )
         _read_image(files[0])
         if exact:
             for _ in read_frames(path):
@@ -143,8 +152,9 @@ def probe(path: str | Path, exact: bool = True, max_pixels: int | None = DEFAULT
     try:
         if not cap.isOpened():
             raise VideoError(f"{path}: not a readable video (no decoder could open it)")
-        check_frame_pixels(path, int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-                           max_pixels)
+        check_frame_pixels(
+            path, int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), max_pixels
+        )
         ok, frame = cap.read()
         if not ok or frame is None:
             raise VideoError(f"{path}: not a readable video (no frame could be decoded)")
@@ -244,7 +254,7 @@ def write_video(path: str | Path, frames: Iterator[np.ndarray] | np.ndarray, fps
             for frame in frames:
                 if writer is None:
                     h, w = frame.shape[:2]
-                    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"mp4v"), fps, (w, h))
                     if not writer.isOpened():
                         raise VideoError(f"{path}: OpenCV could not open an mp4v writer")
                 writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))

@@ -30,14 +30,32 @@ def voting_batch(items: list[dict[str, Any]], out_dir: str, consensus: dict[str,
             for record, clip in decode_parts(records):
                 where = np.flatnonzero(key == record.shot * 1_000_000 + record.part)
                 if len(where) != len(clip):
-                    raise ValueError(f"the motion shard has {len(where)} frames of shot {record.shot} part "
-                                     f"{record.part}, the shot table {len(clip)}; re-run the motion stage")
+                    raise ValueError(
+                        f"the motion shard has {len(where)} frames of shot {record.shot} part "
+                        f"{record.part}, the shot table {len(clip)}; re-run the motion stage"
+                    )
                 maps[where] = shot_masks(clip, motion.maps[where], consensus)
             out_path = Path(out_dir) / Path(item["motion"]).name
             write_map_shard(out_path, MapShard(maps, motion.frames, motion.extras, motion.meta))
-            rows.append({"video": item["video"], "status": "ok", "reason": "", "path": str(out_path),
-                         "frames": len(maps), "seconds": time.perf_counter() - start})
+            rows.append(
+                {
+                    "video": item["video"],
+                    "status": "ok",
+                    "reason": "",
+                    "path": str(out_path),
+                    "frames": len(maps),
+                    "seconds": time.perf_counter() - start,
+                }
+            )
         except Exception as exc:  # recorded per item, never raised
-            rows.append({"video": item["video"], "status": "failed", "reason": f"{item['motion']}: {exc}",
-                         "path": "", "frames": 0, "seconds": time.perf_counter() - start})
+            rows.append(
+                {
+                    "video": item["video"],
+                    "status": "failed",
+                    "reason": f"{item['motion']}: {exc}",
+                    "path": "",
+                    "frames": 0,
+                    "seconds": time.perf_counter() - start,
+                }
+            )
     return rows

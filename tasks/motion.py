@@ -18,7 +18,7 @@ def saliency_batch(items: list[dict[str, Any]], out_dir: str, motion: dict[str, 
     Decodes each video once, in order, and writes one shard per video (all its
     parts, 8-bit saliency at the working size): ``<out_dir>/<safe name>.npz``.
     """
-    rows = []
+    rows: list[dict[str, Any]] = []
     for item in items:
         start = time.perf_counter()
         records: list[ShotRecord] = item["records"]
@@ -33,20 +33,47 @@ def saliency_batch(items: list[dict[str, Any]], out_dir: str, motion: dict[str, 
                 shots.append(np.full(len(indices), record.shot, np.int64))
                 parts.append(np.full(len(indices), record.part, np.int64))
                 reliable.append(ok)
-                part_rows.append({"video": item["video"], "shot": record.shot, "part": record.part,
-                                  "frames": len(indices), "unreliable_frames": int((~ok).sum())})
-            write_map_shard(shard_path, MapShard(
-                np.concatenate(maps), np.concatenate(frames),
-                extras={"shot": np.concatenate(shots), "part": np.concatenate(parts),
-                        "reliable": np.concatenate(reliable)},
-                meta={"video": item["video"], "source": records[0].source},
-            ))
+                part_rows.append(
+                    {
+                        "video": item["video"],
+                        "shot": record.shot,
+                        "part": record.part,
+                        "frames": len(indices),
+                        "unreliable_frames": int((~ok).sum()),
+                    }
+                )
+            write_map_shard(
+                shard_path,
+                MapShard(
+                    np.concatenate(maps),
+                    np.concatenate(frames),
+                    extras={
+                        "shot": np.concatenate(shots),
+                        "part": np.concatenate(parts),
+                        "reliable": np.concatenate(reliable),
+                    },
+                    meta={"video": item["video"], "source": records[0].source},
+                ),
+            )
             seconds = time.perf_counter() - start
-            rows.extend({**r, "status": "ok", "reason": "", "path": str(shard_path), "seconds": seconds / len(part_rows)}
-                        for r in part_rows)
+            rows.extend(
+                {**r, "status": "ok", "reason": "", "path": str(shard_path), "seconds": seconds / len(part_rows)}
+                for r in part_rows
+            )
         except Exception as exc:  # recorded per item, never raised
             source = records[0].source if records else item["video"]
             reason = str(exc) if source in str(exc) else f"{source}: {exc}"
-            rows.append({"video": item["video"], "shot": -1, "part": -1, "frames": 0, "unreliable_frames": 0,
-                         "status": "failed", "reason": reason, "path": "", "seconds": time.perf_counter() - start})
+            rows.append(
+                {
+                    "video": item["video"],
+                    "shot": -1,
+                    "part": -1,
+                    "frames": 0,
+                    "unreliable_frames": 0,
+                    "status": "failed",
+                    "reason": reason,
+                    "path": "",
+                    "seconds": time.perf_counter() - start,
+                }
+            )
     return rows

@@ -17,8 +17,9 @@ def split_batch(items: list[dict[str, Any]], segmenter: Segmenter) -> list[dict[
         start = time.perf_counter()
         try:
             records = plan_shots(item["path"], item["video"], segmenter)
-            results.append({"video": item["video"], "status": "ok", "reason": "",
-                            "records": [asdict(r) for r in records]})
+            results.append(
+                {"video": item["video"], "status": "ok", "reason": "", "records": [asdict(r) for r in records]}
+            )
         except Exception as exc:  # any item failure is recorded, never raised
             reason = f"{item['path']}: {exc}" if str(item["path"]) not in str(exc) else str(exc)
             results.append({"video": item["video"], "status": "failed", "reason": reason, "records": []})

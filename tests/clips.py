@@ -20,8 +20,8 @@ def moving_square(t=12, h=64, w=96, side=20, step=(1, 2), seed=0):
         y = h // 2 - side // 2 + (i - t // 2) * step[0]
         x = w // 2 - side // 2 + (i - t // 2) * step[1]
         frames[i] = background
-        frames[i, y:y + side, x:x + side] = patch
-        masks[i, y:y + side, x:x + side] = True
+        frames[i, y : y + side, x : x + side] = patch
+        masks[i, y : y + side, x : x + side] = True
     return frames, masks
 
 

@@ -36,7 +36,7 @@ class Route:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "_Server"
+    server: _Server
 
     def log_message(self, format, *args):  # keep test output clean
         pass
@@ -117,8 +117,7 @@ class TestServer:
     def __init__(self) -> None:
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.routes = {}
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def add(self, path: str, route: Route) -> str:
         """Serve ``route`` at ``path``; return its full url."""
@@ -128,7 +127,7 @@ class TestServer:
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}{path}"
 
-    def __enter__(self) -> "TestServer":
+    def __enter__(self) -> TestServer:
         self._thread.start()
         return self
 

@@ -1,10 +1,9 @@
-import cv2
 import numpy as np
 import pytest
 import scipy.sparse
+from clips import iou, moving_square, textured
 from scipy.spatial.distance import cdist
 
-from clips import iou, moving_square, textured
 from motionmasks.consensus import (
     DESCRIPTOR_SIZE,
     SUPERPIXEL_METHODS,
@@ -16,7 +15,6 @@ from motionmasks.consensus import (
     transition_matrix,
     vote,
 )
-
 
 # ---------------------------------------------------------------- superpixels
 
@@ -118,7 +116,7 @@ def test_transition_matrix_links_exact_nearest_neighbours_with_gaussian_weights(
         nearest = np.argsort(d2, axis=1)[:, :2]
         for i in range(len(a)):
             row = matrix[offsets[1] + i]
-            linked = np.flatnonzero(row[offsets[s]:offsets[s] + len(b)])
+            linked = np.flatnonzero(row[offsets[s] : offsets[s] + len(b)])
             if s == 1:
                 linked = linked[linked != i]
             assert set(linked) == set(nearest[i])
@@ -185,7 +183,7 @@ def test_voting_recovers_a_square_marked_partially_and_noisily():
     saliency = rng.uniform(0.0, 0.2, masks.shape).astype(np.float32)
     for i, mask in enumerate(masks):
         left = mask.copy()
-        left[:, np.flatnonzero(mask.any(axis=0))[0] + 10:] = False  # only the left half moves "visibly"
+        left[:, np.flatnonzero(mask.any(axis=0))[0] + 10 :] = False  # only the left half moves "visibly"
         saliency[i][left] = 0.8
     maps = consensus_voting(frames, saliency, n_segments=60)
     assert np.mean([iou(s >= 0.5, g) for s, g in zip(saliency, masks)]) == 0.5

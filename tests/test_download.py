@@ -9,11 +9,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from httpserver import Route, TestServer
+
 from motionmasks.download import ManifestError, fetch_batch, fetch_one, read_manifest
-from motionmasks.formats import safe_name
-from motionmasks.formats import OWNER_MARKER
+from motionmasks.formats import OWNER_MARKER, safe_name
 from motionmasks.video import FRAME_FOLDER_FPS, write_video
 
 FRAMES, FPS, WIDTH, HEIGHT = 8, 10.0, 48, 32
@@ -87,18 +86,16 @@ def test_read_manifest_resolves_local_paths_and_fills_sha256(tmp_path):
     (tmp_path / "m").mkdir()
     manifest = tmp_path / "m" / "manifest.csv"
     manifest.write_text(
-        "id,url,note\n"
-        " a ,clips/a.mp4,x\n"
-        f"b,{tmp_path}/b.mp4,\n"
-        "c,https://example.org/c.mp4,\n"
-        "d,file:///data/d.mp4,\n"
+        f"id,url,note\n a ,clips/a.mp4,x\nb,{tmp_path}/b.mp4,\nc,https://example.org/c.mp4,\nd,file:///data/d.mp4,\n"
     )
     df = read_manifest(manifest)
     assert list(df.columns) == ["id", "url", "sha256", "note"]
     assert df["id"].tolist() == ["a", "b", "c", "d"]
     assert df["url"].tolist() == [
-        str(tmp_path / "m" / "clips" / "a.mp4"), str(tmp_path / "b.mp4"),
-        "https://example.org/c.mp4", "file:///data/d.mp4",
+        str(tmp_path / "m" / "clips" / "a.mp4"),
+        str(tmp_path / "b.mp4"),
+        "https://example.org/c.mp4",
+        "file:///data/d.mp4",
     ]
     assert df["sha256"].tolist() == ["", "", "", ""]
 
@@ -217,14 +214,15 @@ def test_http_slow_server_times_out_after_retries(server, out, video, sleeps):
 def test_http_trickling_server_is_given_up_and_resumed(server, out, video, sleeps):
     # one byte every 20 ms: never a stall, but far below the minimum rate
     route = Route(body=video, drip_s=0.02)
-    result = fetch_one("drip", server.add("/drip.mp4", route), out, timeout_s=0.2, retries=1,
-                       min_bytes_per_s=1000, sleep=sleeps.append)
+    result = fetch_one(
+        "drip", server.add("/drip.mp4", route), out, timeout_s=0.2, retries=1, min_bytes_per_s=1000, sleep=sleeps.append
+    )
     assert (result.status, result.attempts, len(route.requests)) == ("failed", 2, 2)
     assert result.reason.startswith("drip: too slow (")
     assert 0 < result.bytes < len(video)
     # the second attempt resumed where the first one stopped, instead of starting again
     assert route.requests[0]["range"] is None
-    assert int(route.requests[1]["range"][len("bytes="):-1]) > 0
+    assert int(route.requests[1]["range"][len("bytes=") : -1]) > 0
     assert listing(out) == []
 
 
@@ -371,11 +369,28 @@ def test_batch_failures_do_not_stop_the_others(server, out, video, parallel):
     ]
     rows = fetch_batch(items, out, parallel=parallel, sleep=lambda s: None)
     assert [(r["id"], r["status"]) for r in rows] == [
-        ("a", "ok"), ("missing", "failed"), ("b", "ok"), ("a", "failed"), ("", "failed"),
+        ("a", "ok"),
+        ("missing", "failed"),
+        ("b", "ok"),
+        ("a", "failed"),
+        ("", "failed"),
     ]
     assert rows[1]["reason"].startswith("missing: HTTP 404 Not Found")
     assert rows[3]["reason"].startswith("a: same output name 'a' as id 'a' earlier in the batch")
     assert rows[4]["reason"].startswith("item 4 (no id): needs a non-empty id and url")
-    assert set(rows[0]) == {"id", "url", "status", "path", "reason", "attempts", "bytes", "seconds",
-                            "frames", "fps", "width", "height", "duration_s"}
+    assert set(rows[0]) == {
+        "id",
+        "url",
+        "status",
+        "path",
+        "reason",
+        "attempts",
+        "bytes",
+        "seconds",
+        "frames",
+        "fps",
+        "width",
+        "height",
+        "duration_s",
+    }
     assert listing(out) == ["a.mp4", "b.webm"]

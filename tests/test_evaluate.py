@@ -11,7 +11,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 def square(top, left, size=4, shape=(10, 10)):
     mask = np.zeros(shape, bool)
-    mask[top:top + size, left:left + size] = True
+    mask[top : top + size, left : left + size] = True
     return mask
 
 
@@ -73,7 +73,9 @@ def test_threshold_is_inclusive():
     assert score_sequence([at_threshold], [gt], threshold=0.5)["J"] == 1.0
 
 
-@pytest.mark.parametrize("value, threshold, expected_j", [(102, 0.4, 1.0), (101, 0.4, 0.0), (179, 0.7, 1.0), (178, 0.7, 0.0)])
+@pytest.mark.parametrize(
+    "value, threshold, expected_j", [(102, 0.4, 1.0), (101, 0.4, 0.0), (179, 0.7, 1.0), (178, 0.7, 0.0)]
+)
 def test_uint8_predictions_are_divided_by_255(value, threshold, expected_j):
     pred = np.array([[value]], np.uint8)
     gt = np.array([[255]], np.uint8)  # 0/255 ground truth: nonzero is foreground
@@ -210,7 +212,9 @@ def test_overlay_gallery_writes_one_png_of_the_expected_size(tmp_path):
 
 
 def test_overlay_gallery_names_the_bad_row(tmp_path):
-    rows = [("ok", np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4)), None),
-            ("grey frame", np.zeros((4, 4), np.uint8), np.zeros((4, 4)), None)]
+    rows = [
+        ("ok", np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4)), None),
+        ("grey frame", np.zeros((4, 4), np.uint8), np.zeros((4, 4)), None),
+    ]
     with pytest.raises(ValueError, match=r"row 1 \('grey frame'\): frame must be uint8 \(H, W, 3\)"):
         overlay_gallery(rows, tmp_path / "g.png")

@@ -56,20 +56,47 @@ def _stage_inputs(tmp_path, with_truth=True):
     meta = {"source": str(tmp_path / "synth-000.mp4"), "video": "synth-000"}
     for name in ("motion", "consensus"):
         write_map_shard(tmp_path / f"{name}.npz", MapShard(maps, np.arange(4), {"shot": np.zeros(4, np.int64)}, meta))
-        write_table(pd.DataFrame({"video": ["synth-000"], "path": [str(tmp_path / f"{name}.npz")]}),
-                    tmp_path / f"{name}.parquet")
-    write_shot_records(tmp_path / "shots.parquet", [
-        ShotRecord(video=v, source=str(tmp_path / f"{v}.mp4"), shot=0, part=0, first=0, last=3, fps=10.0, width=16,
-                   height=16, work_width=16, work_height=16, status="ok") for v in ("synth-000", "synth-001")])
+        write_table(
+            pd.DataFrame({"video": ["synth-000"], "path": [str(tmp_path / f"{name}.npz")]}),
+            tmp_path / f"{name}.parquet",
+        )
+    write_shot_records(
+        tmp_path / "shots.parquet",
+        [
+            ShotRecord(
+                video=v,
+                source=str(tmp_path / f"{v}.mp4"),
+                shot=0,
+                part=0,
+                first=0,
+                last=3,
+                fps=10.0,
+                width=16,
+                height=16,
+                work_width=16,
+                work_height=16,
+                status="ok",
+            )
+            for v in ("synth-000", "synth-001")
+        ],
+    )
 
 
 def _run_evaluate(tmp_path, **params):
     from flows.evaluate import evaluate
     from motionmasks.params import EvaluateParams
 
-    return evaluate(tmp_path / "consensus.parquet", tmp_path / "motion.parquet", tmp_path / "shots.parquet",
-                    tmp_path / "corpus", tmp_path / "per_video.csv", tmp_path / "gallery.png",
-                    tmp_path / "failures.csv", tmp_path / "metrics.json", EvaluateParams(**params))
+    return evaluate(
+        tmp_path / "consensus.parquet",
+        tmp_path / "motion.parquet",
+        tmp_path / "shots.parquet",
+        tmp_path / "corpus",
+        tmp_path / "per_video.csv",
+        tmp_path / "gallery.png",
+        tmp_path / "failures.csv",
+        tmp_path / "metrics.json",
+        EvaluateParams(**params),
+    )
 
 
 def test_evaluate_scores_and_reports_a_video_lost_upstream(tmp_path, prefect_api):

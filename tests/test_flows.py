@@ -33,8 +33,13 @@ def test_download_flow_reports_failures_and_keeps_going(tmp_path, prefect_api):
         params = DownloadParams(backoff_s=0.01, timeout_s=5)
         runner = make_task_runner(RuntimeParams(), "io", io_workers=3)
         metrics = download.with_options(task_runner=runner)(
-            manifest, tmp_path / "videos", tmp_path / "fetched.parquet", tmp_path / "failures.csv",
-            tmp_path / "metrics.json", params, batch_size=1,
+            manifest,
+            tmp_path / "videos",
+            tmp_path / "fetched.parquet",
+            tmp_path / "failures.csv",
+            tmp_path / "metrics.json",
+            params,
+            batch_size=1,
         )
     fetched = read_table(tmp_path / "fetched.parquet")
     assert sorted(fetched["id"]) == ["flaky", "good"]
@@ -49,8 +54,14 @@ def test_download_flow_fails_when_too_many_items_fail(tmp_path, prefect_api):
     manifest = tmp_path / "manifest.csv"
     pd.DataFrame({"id": ["a", "b"], "url": ["ftp://x/a.mp4", "ftp://x/b.mp4"]}).to_csv(manifest, index=False)
     with pytest.raises(StageFailed, match="2 of 2 items failed"):
-        download(manifest, tmp_path / "videos", tmp_path / "fetched.parquet", tmp_path / "failures.csv",
-                 tmp_path / "metrics.json", DownloadParams(max_failure_fraction=0.5))
+        download(
+            manifest,
+            tmp_path / "videos",
+            tmp_path / "fetched.parquet",
+            tmp_path / "failures.csv",
+            tmp_path / "metrics.json",
+            DownloadParams(max_failure_fraction=0.5),
+        )
     # the report is written before the stage fails, so the user sees every reason
     assert len(read_table(tmp_path / "failures.csv")) == 2
 
@@ -62,21 +73,36 @@ def test_shots_flow_on_a_dask_cluster_matches_local_processes(tmp_path, prefect_
 
     paths = [_clip(tmp_path / f"v{i}.mp4", seed=i, frames=15) for i in range(3)]
     (tmp_path / "broken.mp4").write_bytes(b"garbage" * 50)
-    fetched = pd.DataFrame({"id": ["v0", "v1", "v2", "broken"], "path": [str(p) for p in paths] + [str(tmp_path / "broken.mp4")],
-                            "frames": [15, 15, 15, 0]})
+    fetched = pd.DataFrame(
+        {
+            "id": ["v0", "v1", "v2", "broken"],
+            "path": [str(p) for p in paths] + [str(tmp_path / "broken.mp4")],
+            "frames": [15, 15, 15, 0],
+        }
+    )
     write_table(fetched, tmp_path / "fetched.parquet")
     outputs = {}
     local = make_task_runner(RuntimeParams(workers=2), "cpu")
     outputs["local"] = shots.with_options(task_runner=local)(
-        tmp_path / "fetched.parquet", tmp_path / "local.parquet", tmp_path / "local.csv", tmp_path / "local.json",
-        ShotsParams(), batch_size=2)
+        tmp_path / "fetched.parquet",
+        tmp_path / "local.parquet",
+        tmp_path / "local.csv",
+        tmp_path / "local.json",
+        ShotsParams(),
+        batch_size=2,
+    )
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         monkeypatch.setenv("MOTIONMASKS_DASK_ADDRESS", cluster.scheduler_address)
         runner = make_task_runner(RuntimeParams(), "cpu")
         assert type(runner).__name__ == "DaskTaskRunner"
         outputs["dask"] = shots.with_options(task_runner=runner)(
-            tmp_path / "fetched.parquet", tmp_path / "dask.parquet", tmp_path / "dask.csv", tmp_path / "dask.json",
-            ShotsParams(), batch_size=2)
+            tmp_path / "fetched.parquet",
+            tmp_path / "dask.parquet",
+            tmp_path / "dask.csv",
+            tmp_path / "dask.json",
+            ShotsParams(),
+            batch_size=2,
+        )
     local_table, dask_table = read_table(tmp_path / "local.parquet"), read_table(tmp_path / "dask.parquet")
     pd.testing.assert_frame_equal(local_table, dask_table)
     assert sorted(local_table["video"].unique()) == ["v0", "v1", "v2"]
@@ -90,19 +116,46 @@ def test_a_bad_manifest_fails_the_stage_with_its_reason(tmp_path, prefect_api):
     manifest = tmp_path / "manifest.csv"
     manifest.write_text("id,url\nclip,a.mp4\nclip,b.mp4\n")
     with pytest.raises(StageFailed, match="download: .*clip"):
-        download(manifest, tmp_path / "videos", tmp_path / "fetched.parquet", tmp_path / "failures.csv",
-                 tmp_path / "metrics.json", DownloadParams())
+        download(
+            manifest,
+            tmp_path / "videos",
+            tmp_path / "fetched.parquet",
+            tmp_path / "failures.csv",
+            tmp_path / "metrics.json",
+            DownloadParams(),
+        )
 
 
 def test_motion_with_no_usable_shot_says_so(tmp_path, prefect_api):
     from flows.motion import motion
+    from motionmasks.formats import ShotRecord, write_shot_records
     from motionmasks.params import MotionParams
 
-    from motionmasks.formats import ShotRecord, write_shot_records
-
-    write_shot_records(tmp_path / "shots.parquet", [ShotRecord(
-        video="v", source=str(tmp_path / "v.mp4"), shot=0, part=0, first=0, last=4, fps=25.0, width=32, height=24,
-        work_width=32, work_height=24, status="too_short")])
+    write_shot_records(
+        tmp_path / "shots.parquet",
+        [
+            ShotRecord(
+                video="v",
+                source=str(tmp_path / "v.mp4"),
+                shot=0,
+                part=0,
+                first=0,
+                last=4,
+                fps=25.0,
+                width=32,
+                height=24,
+                work_width=32,
+                work_height=24,
+                status="too_short",
+            )
+        ],
+    )
     with pytest.raises(StageFailed, match="no usable shot"):
-        motion(tmp_path / "shots.parquet", tmp_path / "shards", tmp_path / "index.parquet",
-               tmp_path / "failures.csv", tmp_path / "metrics.json", MotionParams())
+        motion(
+            tmp_path / "shots.parquet",
+            tmp_path / "shards",
+            tmp_path / "index.parquet",
+            tmp_path / "failures.csv",
+            tmp_path / "metrics.json",
+            MotionParams(),
+        )

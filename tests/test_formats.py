@@ -3,8 +3,21 @@ import pandas as pd
 import pytest
 
 from motionmasks.formats import (
-    OWNER_MARKER, MapShard, NotOurFolderError, atomic_dir, atomic_path, quantise, sweep_temporaries, read_json, read_map_shard, read_masks, read_table,
-    write_json, write_map_shard, write_masks, write_table,
+    OWNER_MARKER,
+    MapShard,
+    NotOurFolderError,
+    atomic_dir,
+    atomic_path,
+    quantise,
+    read_json,
+    read_map_shard,
+    read_masks,
+    read_table,
+    sweep_temporaries,
+    write_json,
+    write_map_shard,
+    write_masks,
+    write_table,
 )
 
 
@@ -67,8 +80,9 @@ def test_sweep_removes_only_temporaries_of_dead_processes(tmp_path):
     import subprocess
     import sys
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True, check=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     import os
 
     leftovers = [f".shards.{dead}.ab_cd123.tmp", f".index.{dead}.x1y2z3w4.tmp.parquet"]

@@ -105,7 +105,9 @@ def test_optical_flow_rejects_unknown_method_and_preset():
 def _homography_flow(h: int, w: int, matrix: np.ndarray) -> np.ndarray:
     y, x = np.mgrid[0:h, 0:w].astype(np.float64)
     points = np.stack([x, y, np.ones_like(x)], axis=-1) @ matrix.T
-    return np.stack([points[..., 0] / points[..., 2] - x, points[..., 1] / points[..., 2] - y], axis=-1).astype(np.float32)
+    return np.stack([points[..., 0] / points[..., 2] - x, points[..., 1] / points[..., 2] - y], axis=-1).astype(
+        np.float32
+    )
 
 
 def _zoom_rotation() -> np.ndarray:
@@ -214,7 +216,9 @@ def test_saliency_zeroes_the_border_band():
 def test_saliency_computes_flow_small_and_returns_the_input_size():
     clip, masks = _clip("static")
     big = np.stack([cv2.resize(frame, (2 * W, 2 * H), interpolation=cv2.INTER_LINEAR) for frame in clip])
-    big_masks = np.stack([cv2.resize(m.astype(np.uint8), (2 * W, 2 * H), interpolation=cv2.INTER_NEAREST) > 0 for m in masks])
+    big_masks = np.stack(
+        [cv2.resize(m.astype(np.uint8), (2 * W, 2 * H), interpolation=cv2.INTER_NEAREST) > 0 for m in masks]
+    )
     saliency, diagnostics = motion_saliency(big, flow_max_side=W)
     assert saliency.shape == (6, 2 * H, 2 * W)
     assert _iou(saliency[2] > 0.5, big_masks[2]) > 0.6
@@ -259,7 +263,15 @@ def test_empty_shot_gives_empty_outputs():
     saliency, diagnostics = motion_saliency(np.zeros((0, H, W, 3), np.uint8))
     assert saliency.shape == (0, H, W) and len(diagnostics) == 0
     assert list(diagnostics.columns) == [
-        "frame", "pairs", "pairs_used", "camera_ok", "inliers", "camera_px", "reliable", "residual_px", "scale_px",
+        "frame",
+        "pairs",
+        "pairs_used",
+        "camera_ok",
+        "inliers",
+        "camera_px",
+        "reliable",
+        "residual_px",
+        "scale_px",
     ]
 
 

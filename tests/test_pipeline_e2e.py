@@ -16,8 +16,12 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
 
 TINY = {
-    "corpus": {"synthetic_videos": 2, "shots_per_video": [2, 2], "shot_frames": [14, 20],
-               "sample_clips": ["carphone_pristine"]},
+    "corpus": {
+        "synthetic_videos": 2,
+        "shots_per_video": [2, 2],
+        "shot_frames": [14, 20],
+        "sample_clips": ["carphone_pristine"],
+    },
     "runtime": {"workers": 2, "batch_size": 1},
 }
 
@@ -119,8 +123,14 @@ def test_wrong_param_fails_before_any_stage(project, tmp_path):
     good_text = bad.read_text()
     bad.write_text(yaml.safe_dump(params, sort_keys=False))
     try:
-        result = subprocess.run([sys.executable, "-m", "motionmasks.cli", "run"], cwd=project, env=_env(),
-                                capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            [sys.executable, "-m", "motionmasks.cli", "run"],
+            cwd=project,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     finally:
         bad.write_text(good_text)
     assert result.returncode == 2
@@ -143,13 +153,28 @@ def test_pipeline_and_segment_command_write_the_same_masks(project, tmp_path):
     from motionmasks.cli import main
     from motionmasks.formats import mask_at_size, read_map_shard, read_shot_records
 
-    records = [r for r in read_shot_records(project / "data/shots/shots.parquet", usable_only=True)
-               if r.video == "synth-000"]
+    records = [
+        r for r in read_shot_records(project / "data/shots/shots.parquet", usable_only=True) if r.video == "synth-000"
+    ]
     source = project / records[0].source
     shards = dict(read_table(project / "data/consensus/index.parquet")[["video", "path"]].itertuples(index=False))
     shard = read_map_shard(project / shards["synth-000"], quantised=True)
-    assert main(["segment", str(source), "--out", str(tmp_path), "--params", str(project / "params.yaml"),
-                 "--workers", "1", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(source),
+                "--out",
+                str(tmp_path),
+                "--params",
+                str(project / "params.yaml"),
+                "--workers",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert len(shard.frames) == sum(r.frames for r in records) > 0
     for frame, mask in zip(shard.frames, shard.maps):
         png = cv2.imread(str(tmp_path / source.stem / f"{int(frame):05d}.png"), cv2.IMREAD_UNCHANGED)

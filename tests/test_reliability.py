@@ -20,8 +20,7 @@ from httpserver import Route, TestServer
 
 from motionmasks.cli import main
 from motionmasks.download import fetch_batch, fetch_one, read_manifest
-from motionmasks.formats import safe_name
-from motionmasks.formats import OWNER_MARKER, read_table
+from motionmasks.formats import OWNER_MARKER, read_table, safe_name
 from motionmasks.params import ParamsError, load_params
 from motionmasks.redact import redact_text, redact_url
 from motionmasks.synthetic import make_video
@@ -166,12 +165,14 @@ def test_mixed_frame_sizes_are_named_before_decoding(frames_dir, tmp_path):
 def _png_header_only(path: Path, width: int, height: int) -> None:
     """A PNG whose header claims width x height RGB and whose pixel data is a stub: decoding it would be
     huge (or fail), so a pixel-limit error proves the header was checked first."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def test_huge_frames_are_refused_from_their_header(tmp_path, monkeypatch, capsys):
@@ -260,14 +261,19 @@ def test_evaluate_never_reads_ground_truth_outside_its_folder(tmp_path):
 # --------------------------------------------------------------------------- 3. credentials never stored
 
 
-@pytest.mark.parametrize("url, shown", [
-    ("https://bob:hunter2@example.org/v.mp4", "https://***@example.org/v.mp4"),
-    ("https://example.org/v.mp4?token=s3cr3t&res=720", "https://example.org/v.mp4?token=***&res=720"),
-    ("https://b.s3.amazonaws.com/v.mp4?X-Amz-Credential=AKIA1&X-Amz-Signature=abcd&X-Amz-Expires=60",
-     "https://b.s3.amazonaws.com/v.mp4?X-Amz-Credential=***&X-Amz-Signature=***&X-Amz-Expires=60"),
-    ("https://example.org/watch?v=dQw4w9WgXcQ", "https://example.org/watch?v=dQw4w9WgXcQ"),
-    ("/data/videos/a.mp4", "/data/videos/a.mp4"),
-])
+@pytest.mark.parametrize(
+    "url, shown",
+    [
+        ("https://bob:hunter2@example.org/v.mp4", "https://***@example.org/v.mp4"),
+        ("https://example.org/v.mp4?token=s3cr3t&res=720", "https://example.org/v.mp4?token=***&res=720"),
+        (
+            "https://b.s3.amazonaws.com/v.mp4?X-Amz-Credential=AKIA1&X-Amz-Signature=abcd&X-Amz-Expires=60",
+            "https://b.s3.amazonaws.com/v.mp4?X-Amz-Credential=***&X-Amz-Signature=***&X-Amz-Expires=60",
+        ),
+        ("https://example.org/watch?v=dQw4w9WgXcQ", "https://example.org/watch?v=dQw4w9WgXcQ"),
+        ("/data/videos/a.mp4", "/data/videos/a.mp4"),
+    ],
+)
 def test_redact_url(url, shown):
     assert redact_url(url) == shown
 
@@ -275,7 +281,8 @@ def test_redact_url(url, shown):
 def test_redact_text_hides_urls_and_the_items_own_secrets():
     text = "connect to https://u:pw123@h/x failed; user u sent token abcdef"
     assert redact_text(text, "https://u:pw123@h/x?api_key=abcdef") == (
-        "connect to https://***@h/x failed; user u sent token ***")
+        "connect to https://***@h/x failed; user u sent token ***"
+    )
 
 
 def test_credentials_appear_in_no_result_and_no_log(frames_dir, tmp_path, caplog):
@@ -283,9 +290,11 @@ def test_credentials_appear_in_no_result_and_no_log(frames_dir, tmp_path, caplog
     with TestServer() as server:
         base = server.add("/v.mp4", Route(body=video)).replace("http://", "http://alice:hunter2@")
         dead = server.add("/dead.mp4", Route(statuses=[503]))
-        items = [{"id": "ok", "url": base + "?token=SECRET-TOKEN-1"},
-                 {"id": "dead", "url": dead + "?api_key=SECRET-KEY-2"},
-                 {"id": "", "url": dead + "?sig=SECRET-SIG-3"}]
+        items = [
+            {"id": "ok", "url": base + "?token=SECRET-TOKEN-1"},
+            {"id": "dead", "url": dead + "?api_key=SECRET-KEY-2"},
+            {"id": "", "url": dead + "?sig=SECRET-SIG-3"},
+        ]
         rows = fetch_batch(items, tmp_path / "v", retries=1, backoff_s=0.0, sleep=lambda s: None)
     stored = repr(rows) + caplog.text
     for secret in ("hunter2", "SECRET-TOKEN-1", "SECRET-KEY-2", "SECRET-SIG-3"):
@@ -316,8 +325,7 @@ def test_size_cap_holds_across_redirects_and_a_redirect_body_is_never_read(frame
     with TestServer() as server:
         big = server.add("/big.mp4", Route(body=video * 4))
         # a redirect carrying a large body of its own: reading it would bypass the cap
-        bloated = server.add("/bloated", Route(statuses=[302], body=b"x" * 5_000_000,
-                                                headers={"Location": big}))
+        bloated = server.add("/bloated", Route(statuses=[302], body=b"x" * 5_000_000, headers={"Location": big}))
         result = fetch_one("big", bloated, tmp_path / "v", max_bytes=len(video), sleep=lambda s: None)
     assert result.status == "failed" and "over the size cap" in result.reason
     assert not any((tmp_path / "v").iterdir())
@@ -345,11 +353,14 @@ def test_hostile_ids_stay_inside_the_output_folder(frames_dir, tmp_path):
     assert sorted(p.name for p in (tmp_path / "nested").iterdir()) == ["videos"]
 
 
-@pytest.mark.parametrize("url, reason", [
-    ("gopher://example.org/v.mp4", "unsupported url scheme 'gopher'"),
-    ("javascript:alert(1)", "unsupported url scheme 'javascript'"),
-    ("file://otherhost/v.mp4", "file url names host 'otherhost'"),
-])
+@pytest.mark.parametrize(
+    "url, reason",
+    [
+        ("gopher://example.org/v.mp4", "unsupported url scheme 'gopher'"),
+        ("javascript:alert(1)", "unsupported url scheme 'javascript'"),
+        ("file://otherhost/v.mp4", "file url names host 'otherhost'"),
+    ],
+)
 def test_unknown_url_schemes_fail_with_the_item_named(tmp_path, url, reason):
     result = fetch_one("item-7", url, tmp_path / "v")
     assert result.status == "failed" and result.reason.startswith("item-7: ") and reason in result.reason
@@ -360,7 +371,9 @@ def test_zero_byte_truncated_and_non_video_files_fail_by_name(tmp_path, content)
     path = tmp_path / "bad.mp4"
     path.write_bytes(content)
     result = fetch_one("bad-one", str(path), tmp_path / "v")
-    assert result.status == "failed" and result.reason.startswith("bad-one: ") and "not a readable video" in result.reason
+    assert (
+        result.status == "failed" and result.reason.startswith("bad-one: ") and "not a readable video" in result.reason
+    )
 
 
 def test_one_frame_video_is_a_video(tmp_path):
@@ -402,14 +415,17 @@ def test_missing_group_is_named(tmp_path):
     assert "evaluate: group missing" in str(err.value)
 
 
-@pytest.mark.parametrize("old, new, message", [
-    ("  min_shot: 10 ", "  min_shot: 200 ", "shots.min_shot (200) must not exceed shots.max_shot (110)"),
-    ("  timeout_s: 30.0 ", "  timeout_s: .inf ", "download.timeout_s: Input should be a finite number"),
-    ("  backoff_s: 1.0 ", "  backoff_s: .nan ", "download.backoff_s: Input should be a finite number"),
-    ("  timeout_s: 30.0 ", "  timeout_s: 1e9 ", "download.timeout_s: Input should be less than or equal to 3600"),
-    ("  manifest: data/corpus/manifest.csv ", "  manifest: '' ", "download.manifest: must name the manifest CSV"),
-    ("  manifest: data/corpus/manifest.csv ", "  manifest: \"a\\nb.csv\" ", "without control characters"),
-])
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("  min_shot: 10 ", "  min_shot: 200 ", "shots.min_shot (200) must not exceed shots.max_shot (110)"),
+        ("  timeout_s: 30.0 ", "  timeout_s: .inf ", "download.timeout_s: Input should be a finite number"),
+        ("  backoff_s: 1.0 ", "  backoff_s: .nan ", "download.backoff_s: Input should be a finite number"),
+        ("  timeout_s: 30.0 ", "  timeout_s: 1e9 ", "download.timeout_s: Input should be less than or equal to 3600"),
+        ("  manifest: data/corpus/manifest.csv ", "  manifest: '' ", "download.manifest: must name the manifest CSV"),
+        ("  manifest: data/corpus/manifest.csv ", '  manifest: "a\\nb.csv" ', "without control characters"),
+    ],
+)
 def test_wrong_values_are_named_before_any_work(tmp_path, old, new, message):
     with pytest.raises(ParamsError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
         load_params(_project_params_with(tmp_path, old, new), complete=True)
@@ -507,8 +523,14 @@ def test_fetched_table_and_failures_report_store_no_secret(frames_dir, tmp_path,
         pd.DataFrame({"id": ["good", "dead"], "url": [good, dead]}).to_csv(manifest, index=False)
         runner = make_task_runner(RuntimeParams(), "io", io_workers=2)
         download.with_options(task_runner=runner)(
-            manifest, tmp_path / "videos", tmp_path / "fetched.parquet", tmp_path / "failures.csv",
-            tmp_path / "metrics.json", DownloadParams(backoff_s=0.01), batch_size=1)
+            manifest,
+            tmp_path / "videos",
+            tmp_path / "fetched.parquet",
+            tmp_path / "failures.csv",
+            tmp_path / "metrics.json",
+            DownloadParams(backoff_s=0.01),
+            batch_size=1,
+        )
     stored = (tmp_path / "failures.csv").read_text() + read_table(tmp_path / "fetched.parquet").to_csv()
     for secret in ("pa55word", "TOK123", "TOK456"):
         assert secret not in stored
@@ -605,13 +627,20 @@ def test_a_stage_process_dies_with_its_parent(tmp_path):
     import time
 
     child_pid = tmp_path / "child.pid"
-    parent = subprocess.Popen([sys.executable, "-c", f"""
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"""
 import subprocess, sys, time
 child = subprocess.Popen([sys.executable, "-c",
     "from flows.lifeline import die_with_parent; import os, time; die_with_parent(); "
     "open({str(child_pid)!r}, 'w').write(str(os.getpid())); time.sleep(60)"])
 time.sleep(60)
-"""], cwd=ROOT)
+""",
+        ],
+        cwd=ROOT,
+    )
     deadline = time.monotonic() + 20
     while not (child_pid.exists() and child_pid.read_text()) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -628,7 +657,6 @@ def test_a_runs_server_is_reaped_when_the_run_is_killed():
     import os
     import signal
     import subprocess
-    import time
 
     from flows.lifeline import reap_when_gone
 

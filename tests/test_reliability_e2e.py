@@ -75,7 +75,7 @@ def _frames(folder: Path, count: int, size=(48, 64), suffix=".jpg", grey=False) 
     folder.mkdir(parents=True)
     for i in range(count):
         frame = np.full((*size, 3), 90, np.uint8)
-        frame[10 + i:26 + i, 10 + 2 * i:26 + 2 * i] = (220, 40, 40)
+        frame[10 + i : 26 + i, 10 + 2 * i : 26 + 2 * i] = (220, 40, 40)
         cv2.imwrite(str(folder / f"{i:05d}{suffix}"), frame[..., 0] if grey else frame)
 
 
@@ -83,8 +83,12 @@ def _huge_png(path: Path) -> None:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 16000, 16000, 8, 2, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 16000, 16000, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _user_inputs(root: Path) -> list[dict]:
@@ -106,14 +110,21 @@ def _user_inputs(root: Path) -> list[dict]:
     for i in range(3):
         _huge_png(inputs / "huge" / f"{i:05d}.png")
     rows = [
-        ("synth-000", inputs / "synth-000.mp4"), ("synth-001", inputs / "synth-001.mp4"),
-        ("zero-byte", inputs / "zero.mp4"), ("not-a-video", inputs / "page.mp4"),
-        ("truncated", inputs / "truncated.mp4"), ("one-frame", inputs / "one.mp4"),
-        ("grey-frames", inputs / "grey"), ("duplicate-frames", inputs / "dup"),
-        ("mixed-sizes", inputs / "mixed"), ("huge-frames", inputs / "huge"),
-        ("../../escape", inputs / "one.mp4"), (str(root.parent / "absolute-id"), inputs / "one.mp4"),
+        ("synth-000", inputs / "synth-000.mp4"),
+        ("synth-001", inputs / "synth-001.mp4"),
+        ("zero-byte", inputs / "zero.mp4"),
+        ("not-a-video", inputs / "page.mp4"),
+        ("truncated", inputs / "truncated.mp4"),
+        ("one-frame", inputs / "one.mp4"),
+        ("grey-frames", inputs / "grey"),
+        ("duplicate-frames", inputs / "dup"),
+        ("mixed-sizes", inputs / "mixed"),
+        ("huge-frames", inputs / "huge"),
+        ("../../escape", inputs / "one.mp4"),
+        (str(root.parent / "absolute-id"), inputs / "one.mp4"),
         ("L" * 300, inputs / "one.mp4"),
-        ("gopher", "gopher://example.org/v.mp4"), ("missing", inputs / "nowhere.mp4"),
+        ("gopher", "gopher://example.org/v.mp4"),
+        ("missing", inputs / "nowhere.mp4"),
     ]
     return [{"id": i, "url": str(u)} for i, u in rows]
 
@@ -218,8 +229,14 @@ def _has_workers(processes: list) -> bool:
 
 def _kill_mid_stage(root: Path, stage: str) -> str:
     """Start `dvc repro -f -s STAGE`, SIGKILL its whole process group mid-stage; say what triggered it."""
-    process = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "-f", "-s", stage], cwd=root, env=_env(),
-                               start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dvc", "repro", "-f", "-s", stage],
+        cwd=root,
+        env=_env(),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     trigger, started = "", None
     deadline = time.monotonic() + 120
     try:
@@ -292,8 +309,14 @@ def test_killing_only_the_run_process_leaves_no_stage_writing(project):
 
     root, _ = project
     reference = _lock_outs(root)
-    run = subprocess.Popen([sys.executable, "-m", "motionmasks.cli", "run", "consensus", "--force"], cwd=root,
-                           env=_env(), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "motionmasks.cli", "run", "consensus", "--force"],
+        cwd=root,
+        env=_env(),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     stage = []
     while not stage and time.monotonic() < deadline and run.poll() is None:

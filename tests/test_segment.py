@@ -1,13 +1,18 @@
 from pathlib import Path
 
+import clips
 import cv2
 import numpy as np
 import pytest
-
-import clips
 from clips import iou
+
 from motionmasks.segment import (
-    Segmenter, decode_parts, plan_shots, segment_frames, segment_source, write_mask_folder,
+    Segmenter,
+    decode_parts,
+    plan_shots,
+    segment_frames,
+    segment_source,
+    write_mask_folder,
 )
 from motionmasks.video import VideoError
 
@@ -76,8 +81,9 @@ def test_segment_frames_rejects_grey_frames():
 
 
 def _records(folder: Path, max_shot: int = 110, working_max_side: int = 256, video: str = "clip"):
-    return plan_shots(folder, video, Segmenter(shots={"max_shot": max_shot, "min_shot": 1},
-                                                working_max_side=working_max_side))
+    return plan_shots(
+        folder, video, Segmenter(shots={"max_shot": max_shot, "min_shot": 1}, working_max_side=working_max_side)
+    )
 
 
 def test_plan_shots_gives_parts_with_source_and_sizes(tmp_path):
@@ -85,7 +91,8 @@ def test_plan_shots_gives_parts_with_source_and_sizes(tmp_path):
     records = _records(folder, max_shot=5, working_max_side=64)
     assert [(r.shot, r.part, r.first, r.last) for r in records] == [(0, 0, 0, 3), (0, 1, 4, 7), (0, 2, 8, 11)]
     assert {(r.video, r.source, r.width, r.height, r.work_width, r.work_height, r.status) for r in records} == {
-        ("clip", str(folder), 128, 96, 64, 48, "ok")}
+        ("clip", str(folder), 128, 96, 64, 48, "ok")
+    }
 
 
 def test_decode_parts_reads_the_video_once_in_order(tmp_path, monkeypatch):
@@ -104,8 +111,11 @@ def test_decode_parts_reads_the_video_once_in_order(tmp_path, monkeypatch):
     monkeypatch.setattr(segment, "read_frames", counting)
     parts = list(decode_parts(records[::-1]))  # any order in, the video's order out
     assert len(passes) == 1
-    assert [(r.part, clip.shape) for r, clip in parts] == [(0, (4, 48, 64, 3)), (1, (4, 48, 64, 3)),
-                                                           (2, (4, 48, 64, 3))]
+    assert [(r.part, clip.shape) for r, clip in parts] == [
+        (0, (4, 48, 64, 3)),
+        (1, (4, 48, 64, 3)),
+        (2, (4, 48, 64, 3)),
+    ]
     expected = cv2.resize(frames[5], (64, 48), interpolation=cv2.INTER_AREA)
     assert np.array_equal(parts[1][1][1], expected)
 
@@ -154,5 +164,7 @@ def test_the_segmenter_is_the_same_in_memory_and_from_a_folder(tmp_path):
     records = _records(folder, working_max_side=64)
     [(record, masks)] = list(segment_source(records, Segmenter(working_max_side=64)))
     in_memory = segment_frames(frames, working_max_side=64)
-    assert np.array_equal(np.rint(in_memory * 255).astype(np.uint8),
-                          np.stack([cv2.resize(m, (128, 96), interpolation=cv2.INTER_LINEAR) for m in masks]))
+    assert np.array_equal(
+        np.rint(in_memory * 255).astype(np.uint8),
+        np.stack([cv2.resize(m, (128, 96), interpolation=cv2.INTER_LINEAR) for m in masks]),
+    )

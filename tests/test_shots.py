@@ -1,8 +1,8 @@
 import cv2
 import numpy as np
 import pytest
-
 from conftest import shared_path
+
 from motionmasks.shots import colour_histograms, detect_cuts, shot_table, split_video
 from motionmasks.video import VideoError, write_video
 
