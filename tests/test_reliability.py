@@ -8,6 +8,7 @@ path through `dvc repro`) is in test_reliability_e2e.py.
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -460,6 +461,9 @@ def test_no_user_string_reaches_a_shell():
             if danger == "yaml.load(" and "Loader=_UniqueKeyLoader" in text:
                 continue
             assert danger not in text, f"{path.relative_to(ROOT)} uses {danger}"
+        # checkpoints (the training stages) are loaded as tensors only, never as pickled code
+        for call in re.findall(r"torch\.load\([^)]*\)", text):
+            assert "weights_only=True" in call, f"{path.relative_to(ROOT)}: {call} without weights_only=True"
 
 
 def test_logs_go_only_to_a_server_this_project_started(tmp_path):
