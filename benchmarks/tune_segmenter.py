@@ -339,15 +339,23 @@ PLAN = [
     ("motion", "combine", ["median", "mean"]),
     ("motion", "neighbours", [2]),
     ("motion", "model", ["affine"]),
-    ("motion", "ransac_threshold", [0.5, 2.0]),
-    ("motion", "min_inlier_fraction", [0.3, 0.7]),
+    ("motion", "ransac_threshold", [2.0]),
+    ("motion", "min_inlier_fraction", [0.3]),
     ("motion", "box", [1, 9]),
-    ("motion", "border", [0.0, 0.0625]),
-    ("motion", "flow_max_side", [160, 256]),
+    ("motion", "border", [0.0625]),
+    ("motion", "flow_max_side", [256]),
     ("proto", "sal_gamma", [0.5, 2.0]),
     ("proto", "appearance", [0.3, 0.6]),
     ("proto", "out_gamma", [0.7, 1.4]),
     ("wms", None, [320]),
+    # second round, added after the first: the directions that helped, further
+    ("consensus", "window", [45, 60]),
+    ("motion", "percentile", [85.0]),
+    ("consensus", "iterations", [200, 400]),
+    ("consensus", "bandwidth", [0.08, 0.13]),
+    ("consensus", "blob_threshold", [0.5]),
+    ("proto", "sal_sub", [50.0, 75.0, 90.0]),
+    ("proto", "otsu", [0.1, 0.2, 0.3]),
 ]
 
 
