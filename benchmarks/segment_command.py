@@ -9,9 +9,9 @@ masks, PNG writing all counted), timed wall-clock. Peak memory per worker is the
 resident set of any process of the run (getrusage of the children). The masks of the
 2-worker run are scored with `motionmasks score` against the sets' ground truth.
 
-Which set chose what: the segmenter's defaults (params.yaml) were chosen on
-davis2016-dev by an earlier session, so here **dev is the tuning set and train is the
-held-out set** until the parameters are re-chosen on train (see the README).
+Which set chose what: the consensus defaults window, per_frame and iterations were chosen
+on davis2016-train (benchmarks/tune_segmenter.py); the other defaults come from the first
+session, which looked at davis2016-dev. Train is the tuning set here, dev the validation set.
 
 Run: ``.venv/bin/python benchmarks/segment_command.py`` (needs ../shared). Writes
 benchmarks/results/segment_command.json and prints the tables.
@@ -89,7 +89,7 @@ def main() -> None:
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
         "load_average_before": os.getloadavg(),
-        "note": "defaults chosen on davis2016-dev (tuning set); davis2016-train is held out",
+        "note": "consensus window/per_frame/iterations chosen on davis2016-train; other defaults by the first session on davis2016-dev",
         "speed": {},
         "quality": {},
     }

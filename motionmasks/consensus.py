@@ -486,11 +486,11 @@ def consensus_voting(
     compactness: float = 10.0,
     sigma: float = 5.0,
     method: str = "seeds",
-    window: int = 15,
-    per_frame: int = 1,
+    window: int = 30,
+    per_frame: int = 2,
     bandwidth: float = 0.1,
     dims: int | None = None,
-    iterations: int = 50,
+    iterations: int = 100,
     refine_radius: int = 8,
     refine_eps: float = 1e-4,
     blob_threshold: float = 0.7,
@@ -525,9 +525,11 @@ def consensus_voting(
     compactness, sigma, method : see :func:`superpixels`.
     window, bandwidth, dims : see :func:`transition_matrix`.
     per_frame : int
-        Neighbours per frame of the window (*ref* 2); 1 gives the same J on
-        DAVIS with a smaller graph.
-    iterations : see :func:`vote`.
+        Neighbours per frame of the window (*ref* 2).
+    iterations : see :func:`vote` (*ref* 50).
+
+    ``window`` (*ref* 15), ``per_frame`` and ``iterations`` were chosen on
+    the 30 DAVIS-2016 train sequences (``benchmarks/tune_segmenter.py``).
     refine_radius, refine_eps : see :func:`refine`.
     blob_threshold, blob_ratio : see :func:`suppress_small_blobs`.
     timings : dict or None

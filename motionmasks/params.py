@@ -125,11 +125,11 @@ class ConsensusParams(_Group):
     compactness: float = Field(10.0, gt=0)  # SLIC only
     sigma: float = Field(5.0, ge=0)  # SLIC pre-smoothing
     method: Literal["seeds", "slic", "slic-cv", "slico"] = "seeds"  # SEEDS measured ~10x faster than skimage SLIC
-    window: int = Field(15, ge=0)  # ref F: neighbours searched in frames t-15..t+15
-    per_frame: int = Field(1, ge=1)  # ref L = 2: nearest neighbours taken in each frame of the window
+    window: int = Field(30, ge=0)  # neighbours searched in frames t-30..t+30 (ref F = 15)
+    per_frame: int = Field(2, ge=1)  # nearest neighbours taken in each frame of the window (ref L = 2)
     bandwidth: float = Field(0.1, gt=0)  # ref: weights exp(-d^2 / 0.1)
     dims: int | None = Field(None, ge=1)  # PCA of descriptors before the search; null = exact 176-d
-    iterations: int = Field(50, ge=0)  # ref: v <- P v, 50 times
+    iterations: int = Field(100, ge=0)  # v <- P v, 100 times (ref 50)
     refine_radius: int = Field(8, ge=0)  # guided-filter radius (px at working size); 0 = off
     refine_eps: float = Field(1e-4, gt=0)
     blob_threshold: float = Field(0.7, ge=0, le=1)  # ref: blobs above 0.7 ...
