@@ -263,22 +263,3 @@ def write_video(path: str | Path, frames: Iterator[np.ndarray] | np.ndarray, fps
                 writer.release()
         if writer is None:
             raise VideoError(f"{path}: no frames to write")
-
-
-def read_clip(
-    path: str | Path, first: int, last: int, step: int = 1, max_side: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Decode frames ``first..last`` (inclusive) every ``step`` of one shot.
-
-    Returns (frames (T, H, W, 3) uint8 RGB shrunk to ``max_side``, indices (T,)
-    int64). Only this shot is held, at the working size. Raises
-    :class:`VideoError` if the video ends before ``last``.
-    """
-    indices, frames = [], []
-    for index, frame in read_frames(path, start=first, stop=last + 1, step=step, max_side=max_side):
-        indices.append(index)
-        frames.append(frame)
-    expected = len(range(first, last + 1, step))
-    if len(frames) != expected:
-        raise VideoError(f"{path}: expected {expected} frames in {first}..{last} (step {step}), decoded {len(frames)}")
-    return np.stack(frames), np.asarray(indices, np.int64)

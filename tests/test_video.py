@@ -51,11 +51,27 @@ def test_resize_max_side_keeps_aspect_and_never_enlarges():
     assert resize_max_side(frame, 400).shape == (100, 200, 3)
 
 
-def test_read_clip_decodes_one_shot_at_working_size(tmp_path):
-    from motionmasks.video import read_clip
+def test_fit_max_side_is_the_one_size_rule():
+    from motionmasks.video import fit_max_side
 
-    write_video(tmp_path / "v.mp4", _frames(9, 32, 48), fps=10)
-    frames, indices = read_clip(tmp_path / "v.mp4", 2, 8, step=3, max_side=24)
-    assert frames.shape == (3, 16, 24, 3) and indices.tolist() == [2, 5, 8]
-    with pytest.raises(VideoError, match=r"expected 5 frames in 5..9 \(step 1\), decoded 4"):
-        read_clip(tmp_path / "v.mp4", 5, 9)
+    assert fit_max_side(854, 480, 256) == (256, 144)
+    assert fit_max_side(427, 240, 256) == (256, 144)
+    assert fit_max_side(100, 50, 256) == (100, 50)  # never enlarged
+    assert fit_max_side(100, 50, None) == (100, 50)
+
+
+def test_jpeg_folders_are_decoded_at_a_reduced_scale_to_the_same_size(tmp_path):
+    import cv2
+
+    from motionmasks.video import fit_max_side
+
+    rng = np.random.default_rng(0)
+    frame = cv2.GaussianBlur(rng.integers(0, 256, (480, 854, 3), dtype=np.uint8), (0, 0), 3)
+    for i in range(2):
+        cv2.imwrite(str(tmp_path / f"{i:05d}.jpg"), frame)
+    small = [f for _, f in read_frames(tmp_path, max_side=256)]
+    full = cv2.resize(
+        cv2.imread(str(tmp_path / "00000.jpg"))[..., ::-1], fit_max_side(854, 480, 256), interpolation=cv2.INTER_AREA
+    )
+    assert [f.shape for f in small] == [(144, 256, 3)] * 2
+    assert np.abs(small[0].astype(int) - full.astype(int)).mean() < 2.0  # the decoder's scaling, not another image
