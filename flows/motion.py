@@ -32,21 +32,11 @@ from flows.stage import (
 )
 from motionmasks.formats import atomic_dir, read_shot_records
 from motionmasks.params import MotionParams, Params
-from tasks.motion import saliency_batch
+from tasks.motion import failed_row, saliency_batch
 
 
 def _crashed(item: dict, reason: str) -> dict:
-    return {
-        "video": item["video"],
-        "shot": -1,
-        "part": -1,
-        "frames": 0,
-        "unreliable_frames": 0,
-        "status": "failed",
-        "reason": reason,
-        "path": "",
-        "seconds": 0.0,
-    }
+    return failed_row(item["video"], reason)
 
 
 @flow(name="motion", log_prints=True)

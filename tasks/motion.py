@@ -63,17 +63,20 @@ def saliency_batch(items: list[dict[str, Any]], out_dir: str, motion: dict[str, 
         except Exception as exc:  # recorded per item, never raised
             source = records[0].source if records else item["video"]
             reason = str(exc) if source in str(exc) else f"{source}: {exc}"
-            rows.append(
-                {
-                    "video": item["video"],
-                    "shot": -1,
-                    "part": -1,
-                    "frames": 0,
-                    "unreliable_frames": 0,
-                    "status": "failed",
-                    "reason": reason,
-                    "path": "",
-                    "seconds": time.perf_counter() - start,
-                }
-            )
+            rows.append(failed_row(item["video"], reason, time.perf_counter() - start))
     return rows
+
+
+def failed_row(video: str, reason: str, seconds: float = 0.0) -> dict[str, Any]:
+    """The index row of a video whose saliency could not be made."""
+    return {
+        "video": video,
+        "shot": -1,
+        "part": -1,
+        "frames": 0,
+        "unreliable_frames": 0,
+        "status": "failed",
+        "reason": reason,
+        "path": "",
+        "seconds": seconds,
+    }
