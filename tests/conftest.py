@@ -37,3 +37,25 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is not here (../shared is only beside the project checkout)")
     return path
+
+
+def project_copy(root: Path, overrides: dict) -> Path:
+    """A copy of this project (code, dvc.yaml, params.yaml with ``overrides`` per group) in a fresh git + DVC repo."""
+    import shutil
+    import subprocess
+    import sys
+
+    import yaml
+
+    root.mkdir(parents=True, exist_ok=True)
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy(ROOT / name, root / name)
+    for name in ("flows", "tasks", "motionmasks"):
+        shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for group, values in overrides.items():
+        params[group].update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
+        subprocess.run(cmd, cwd=root, check=True, capture_output=True)
+    return root

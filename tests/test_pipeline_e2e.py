@@ -2,13 +2,13 @@
 with a tiny corpus, reporting to a real Prefect server."""
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import project_copy
 
 from motionmasks.formats import read_json, read_table
 
@@ -41,17 +41,7 @@ def _sh(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, prefect_api):
     """A copy of the project (code, dvc.yaml, params.yaml) in a fresh git + DVC repo."""
-    root = tmp_path_factory.mktemp("project")
-    for name in ("dvc.yaml", "params.yaml"):
-        shutil.copy(ROOT / name, root / name)
-    for name in ("flows", "tasks", "motionmasks"):
-        shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    for group, values in TINY.items():
-        params[group].update(values)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    _sh(["git", "init", "-q"], root)
-    _sh([sys.executable, "-m", "dvc", "init", "-q"], root)
+    root = project_copy(tmp_path_factory.mktemp("project"), TINY)
     _sh([sys.executable, "-m", "motionmasks.cli", "run"], root)
     return root
 

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from conftest import project_copy
 
 from motionmasks.formats import read_json, read_table
 from motionmasks.video import write_video
@@ -132,18 +133,8 @@ def _user_inputs(root: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, prefect_api):
     """A project copy whose manifest sits at a path with a space and a `$(...)`, full of bad input."""
-    root = tmp_path_factory.mktemp("reliability") / "project"
-    root.mkdir()
-    for name in ("dvc.yaml", "params.yaml"):
-        shutil.copy(ROOT / name, root / name)
-    for name in ("flows", "tasks", "motionmasks"):
-        shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    root = project_copy(tmp_path_factory.mktemp("reliability") / "project", TINY)
     params = yaml.safe_load((root / "params.yaml").read_text())
-    for group, values in TINY.items():
-        params[group].update(values)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    _sh(["git", "init", "-q"], root)
-    _sh([sys.executable, "-m", "dvc", "init", "-q"], root)
     _run(root, "corpus")  # the user's videos come from here
     import pandas as pd
 
