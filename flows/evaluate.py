@@ -8,8 +8,10 @@ Ground truth, by video id:
   (e.g. DAVIS frame folders listed in your manifest).
 
 Writes DVC metrics (mean J at each threshold, precision, recall, the motion
-saliency's own J for comparison, cut precision/recall), a per-video table for
-DVC plots, and a gallery PNG (frame | soft map | ground truth).
+saliency's own J for comparison, the ConvNet's single-frame masks (the
+student) and a fixed centred ellipse (the prior a student must beat) at
+``evaluate.threshold``, cut precision/recall), a per-video table for DVC
+plots, and a gallery PNG (frame | soft map | ground truth).
 """
 
 from __future__ import annotations
@@ -19,15 +21,19 @@ if __name__ == "__main__":  # a stage process started by DVC: first of all, neve
 
     die_with_parent()
 
+import math
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
+import torch
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows.stage import publish_failures, publish_metrics, stage_main
+from models.checkpoint import load_masknet
+from motionmasks.convnet import centred_prior, predict_masks
 from motionmasks.evaluate import frame_scores, overlay_gallery, read_truth_mask
 from motionmasks.formats import (
     atomic_path,
@@ -73,9 +79,19 @@ def cut_scores(found: pd.DataFrame, truth: pd.DataFrame, tolerance: int = 1) -> 
 
 
 def score_video(
-    video: str, source: str, shard_path: str, motion_path: str, truth: dict[int, np.ndarray], params: EvaluateParams
+    video: str,
+    source: str,
+    shard_path: str,
+    motion_path: str,
+    truth: dict[int, np.ndarray],
+    params: EvaluateParams,
+    model: torch.nn.Module | None = None,
 ) -> tuple[dict, tuple]:
-    """One video's scores (row) and its gallery entry (middle scored frame)."""
+    """One video's scores (row) and its gallery entry (middle scored frame).
+
+    With ``model``, the ConvNet's masks of the same frames (each from that
+    frame alone) are scored too, beside the centred prior.
+    """
     shard = read_map_shard(shard_path, quantised=True)
     motion = read_map_shard(motion_path, quantised=True)
     scored = [k for k, frame in enumerate(shard.frames) if int(frame) in truth]
@@ -97,6 +113,8 @@ def score_video(
         row[f"J@{t}"], row[f"precision@{t}"], row[f"recall@{t}"] = float(iou), float(precision), float(recall)
     row["J"] = row[f"J@{params.threshold}"]  # the plotted one
     row["saliency_J"] = float(np.mean(saliency_scores))
+    if model is not None:
+        row.update(student_scores(model, source, [int(shard.frames[k]) for k in scored], truth, params.threshold))
     k = scored[len(scored) // 2]
     frame = next(read_frames(source, start=int(shard.frames[k]), stop=int(shard.frames[k]) + 1))[1]
     entry = (
@@ -106,6 +124,26 @@ def score_video(
         truth[int(shard.frames[k])],
     )
     return row, entry
+
+
+def student_scores(
+    model: torch.nn.Module, source: str, frames: list[int], truth: dict[int, np.ndarray], threshold: float
+) -> dict[str, float]:
+    """J, precision and recall of the ConvNet's single-frame masks, and J of the centred prior, on ``frames``."""
+    wanted = set(frames)
+    pictures = (frame for index, frame in read_frames(source, stop=max(frames) + 1) if index in wanted)
+    student, prior = [], []
+    for index, soft in zip(sorted(wanted), predict_masks(model, pictures)):
+        gt = truth[index]
+        student.append(frame_scores(soft >= math.ceil(threshold * 255), gt))
+        prior.append(frame_scores(centred_prior(gt.shape[1], gt.shape[0]) > 0, gt)[0])
+    iou, precision, recall = np.mean(student, axis=0)
+    return {
+        "student_J": float(iou),
+        "student_precision": float(precision),
+        "student_recall": float(recall),
+        "prior_J": float(np.mean(prior)),
+    }
 
 
 def write_gallery(entries: list[tuple], path: Path) -> None:
@@ -140,8 +178,10 @@ def evaluate(
     failures_path: Path,
     metrics_path: Path,
     params: EvaluateParams,
+    model_path: Path | None = None,
 ) -> dict:
     logger = get_run_logger()
+    model = load_masknet(model_path)[0] if model_path is not None else None
     davis = Path(params.davis_annotations) if params.davis_annotations else None
     motion_paths: dict[str, str] = dict(
         read_table(motion_index_path)[["video", "path"]].drop_duplicates().itertuples(index=False)
@@ -160,7 +200,7 @@ def evaluate(
                 continue
             if video not in masks:
                 raise ValueError("no soft masks: it failed in an earlier stage (see their failures reports)")
-            row, entry = score_video(video, sources[video], masks[video], motion_paths[video], truth, params)
+            row, entry = score_video(video, sources[video], masks[video], motion_paths[video], truth, params, model)
         except Exception as exc:  # one video's problem never stops the others
             failures.append({"item": video, "reason": f"{video}: {exc}"})
             logger.warning("evaluate failed: %s: %s", video, exc)
@@ -183,6 +223,9 @@ def evaluate(
         metrics["mean_precision"] = round(float(table[f"precision@{params.threshold}"].mean()), 4)
         metrics["mean_recall"] = round(float(table[f"recall@{params.threshold}"].mean()), 4)
         metrics["mean_saliency_J"] = round(float(table["saliency_J"].mean()), 4)
+        if "student_J" in table:  # the ConvNet versus its teacher (the consensus masks above) and the prior
+            for name in ("student_J", "student_precision", "student_recall", "prior_J"):
+                metrics[f"mean_{name}"] = round(float(table[name].mean()), 4)
     truth_shots = truth_dir / "truth_shots.parquet"
     if truth_shots.is_file():
         records = read_shot_records(shots_path)
@@ -215,6 +258,7 @@ def _run(args, params: Params) -> None:
         args.failures,
         args.metrics,
         params.evaluate,
+        args.model,
     )
 
 
@@ -228,6 +272,7 @@ def main() -> None:
             "truth": "corpus folder with synthetic/<id>.masks.npz and truth_shots.parquet",
             "per_video": "per-video scores to write (.csv, DVC plot)",
             "gallery": "gallery PNG to write",
+            "model": "the trained mask ConvNet (.pt, from the train stage)",
             "failures": "failures report to write (.csv)",
             "metrics": "metrics JSON to write",
         },

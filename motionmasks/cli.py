@@ -206,10 +206,22 @@ def _segment_worker_init(queue: Any) -> None:
 _PROGRESS: Any = None
 
 
-def _segment_in_worker(source: Path, target: Path, segmenter: Any, max_pixels: int) -> int:
+def _segment_one(source: Path, target: Path, segmenter: Any, max_pixels: int, progress: Any) -> int:
+    """``segmenter``: the motion segmenter's settings, or a checkpoint path (the ConvNet, single frames)."""
+    if isinstance(segmenter, Path):
+        from motionmasks.convnet import write_convnet_mask_folder
+
+        return write_convnet_mask_folder(source, target, segmenter, max_pixels=max_pixels, progress=progress)
     from motionmasks.segment import write_mask_folder
 
-    return write_mask_folder(source, target, segmenter, max_pixels=max_pixels, progress=_PROGRESS.put)
+    return write_mask_folder(source, target, segmenter, max_pixels=max_pixels, progress=progress)
+
+
+def _segment_in_worker(source: Path, target: Path, segmenter: Any, max_pixels: int) -> int:
+    import torch
+
+    torch.set_num_threads(1)  # parallelism comes from one process per core
+    return _segment_one(source, target, segmenter, max_pixels, _PROGRESS.put)
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
@@ -217,7 +229,6 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
     from motionmasks.formats import sweep_temporaries
     from motionmasks.params import ParamsError
-    from motionmasks.segment import write_mask_folder
     from motionmasks.video import probe
 
     try:
@@ -225,6 +236,15 @@ def cmd_segment(args: argparse.Namespace) -> int:
     except ParamsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.checkpoint is not None:
+        from models.checkpoint import CheckpointError, read_checkpoint
+
+        try:
+            read_checkpoint(args.checkpoint)  # named at once, not once per input
+        except CheckpointError as exc:
+            print(f"error: --checkpoint {exc}", file=sys.stderr)
+            return 2
+        segmenter = args.checkpoint
     if args.out.exists() and not args.out.is_dir():
         print(f"error: --out {args.out} is a file; give a folder", file=sys.stderr)
         return 2
@@ -273,7 +293,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         if workers == 1:
             for source, target in jobs:
                 try:
-                    write_mask_folder(source, target, segmenter, max_pixels=max_pixels, progress=bar.update)
+                    _segment_one(source, target, segmenter, max_pixels, bar.update)
                     outcomes.append((source, target, None))
                 except Exception as exc:  # one bad input never stops the others
                     outcomes.append((source, target, exc))
@@ -421,6 +441,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     segment.add_argument(
         "--workers", type=int, default=None, help="worker processes, one input each (default: one per CPU core)"
+    )
+    segment.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="a trained mask ConvNet (data/train/model.pt): its masks of each frame alone, no motion used",
     )
     segment.add_argument("--quiet", action="store_true", help="no progress bar")
     segment.set_defaults(func=cmd_segment)

@@ -20,6 +20,14 @@ map shards (``.npz``)
     indices, plus per-frame arrays (``extra_shot``, ``extra_part``,
     ``extra_reliable``) and string metadata in ``meta`` (a JSON string). One
     shard per video, never a file per frame.
+training shards (``.npz``, uncompressed: pixels barely compress and training reads them often)
+    the prune stage's sampled frames of one video, decoded once at the working
+    size: ``images`` (N, h, w, 3) uint8 RGB, ``masks`` (N, h, w) uint8 soft
+    masks (0-255), ``frames``, ``shots`` (N,) int64, and ``video`` (the id).
+    Training only reads these (:func:`read_training_shard`).
+checkpoints (``.pt``)
+    the networks' weights and how to rebuild them: :mod:`models.checkpoint`
+    (kept beside the networks so this module needs no torch).
 shot records (``.parquet``)
     the shots stage's table, one :class:`ShotRecord` per part of a shot:
     written once (:func:`write_shot_records`), read by every later stage
@@ -311,6 +319,43 @@ def read_map_shard(path: str | os.PathLike, *, quantised: bool = False) -> MapSh
             frames=npz["frames"],
             extras=extras,
             meta=json.loads(str(npz["meta"])),
+        )
+
+
+@dataclass
+class TrainingShard:
+    """Training frames of one video with their soft masks (see the module docstring)."""
+
+    video: str
+    images: np.ndarray  # (N, h, w, 3) uint8 RGB
+    masks: np.ndarray  # (N, h, w) uint8, 0-255
+    frames: np.ndarray  # (N,) int64 frame index in the video
+    shots: np.ndarray  # (N,) int64 shot number
+
+
+def write_training_shard(path: str | os.PathLike, shard: TrainingShard) -> None:
+    n = len(shard.images)
+    if shard.images.ndim != 4 or shard.images.shape[3] != 3 or shard.images.dtype != np.uint8:
+        raise ValueError(f"images must be (N, h, w, 3) uint8, got {shard.images.shape} {shard.images.dtype}")
+    if shard.masks.shape != shard.images.shape[:3] or shard.masks.dtype != np.uint8:
+        raise ValueError(f"masks {shard.masks.shape} {shard.masks.dtype} do not match images {shard.images.shape}")
+    if len(shard.frames) != n or len(shard.shots) != n:
+        raise ValueError(f"frames ({len(shard.frames)}) and shots ({len(shard.shots)}) must have {n} entries")
+    with atomic_path(path) as tmp:
+        np.savez(
+            tmp,
+            images=shard.images,
+            masks=shard.masks,
+            frames=np.asarray(shard.frames, np.int64),
+            shots=np.asarray(shard.shots, np.int64),
+            video=np.array(shard.video),
+        )
+
+
+def read_training_shard(path: str | os.PathLike) -> TrainingShard:
+    with np.load(path) as npz:
+        return TrainingShard(
+            video=str(npz["video"]), images=npz["images"], masks=npz["masks"], frames=npz["frames"], shots=npz["shots"]
         )
 
 

@@ -137,6 +137,63 @@ class ConsensusParams(_Group):
     max_failure_fraction: float = Field(0.5, ge=0, le=1)
 
 
+class PruneParams(_Group):
+    """Which frames' masks teach the ConvNet (paper §4; motionmasks.prune)."""
+
+    threshold: float = Field(0.5, ge=0, le=1)  # a pixel is foreground when its soft mask is at least this
+    min_foreground: float = Field(0.1, ge=0, le=1)  # paper: frames under 10% foreground are dropped
+    max_foreground: float = Field(0.8, ge=0, le=1)  # paper: and over 80%
+    border_width: float = Field(0.05, ge=0, lt=0.5)  # paper: the band within 5% of the frame's edge ...
+    max_border_foreground: float = Field(0.1, ge=0, le=1)  # ... may be at most 10% foreground
+    drop_unreliable: bool = True  # drop frames whose camera motion the motion stage could not explain
+    frames_per_shot: int = Field(10, ge=1, le=10_000)  # paper: 5-10 sampled per shot, evenly spread
+    max_failure_fraction: float = Field(0.5, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _foreground_range(self) -> PruneParams:
+        if self.min_foreground > self.max_foreground:
+            raise ValueError(
+                f"min_foreground ({self.min_foreground}) must not exceed max_foreground ({self.max_foreground})"
+            )
+        return self
+
+
+class TrainParams(_Group):
+    """The mask ConvNet and its solver (paper §5; motionmasks.train, models/)."""
+
+    batch_norm: bool = (
+        True  # after every conv and fc; false = the paper's plain AlexNet (measured: learns nothing here)
+    )
+    width: float = Field(1.0, gt=0, le=4)  # channels x this (1.0 = Caffe's AlexNet)
+    head: Literal["fc", "conv"] = "fc"  # fc: the paper's Linear(fc7 -> 56x56); conv: 3x3 + 1x1 convs on conv5
+    dropout: float = Field(0.5, ge=0, lt=1)  # after fc6 and fc7
+    output_size: int = Field(56, ge=4, le=227)  # the paper's 56 x 56 mask
+    negative_below: float = Field(0.4, ge=0, le=1)  # trimap: soft mask < 0.4 is background ...
+    positive_above: float = Field(0.7, ge=0, le=1)  # ... > 0.7 foreground, in between ignored by the loss
+    crop_scale: tuple[float, float] = (0.6, 1.0)  # crop side / frame side, drawn per sample
+    flip: bool = True  # horizontal flips
+    epochs: int = Field(8, ge=1, le=100_000)
+    batch_size: int = Field(32, ge=1, le=4096)  # per process (per GPU under torchrun)
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: float = Field(0.01, gt=0, le=10)
+    momentum: float = Field(0.9, ge=0, lt=1)  # sgd only
+    weight_decay: float = Field(5e-4, ge=0, le=1)
+    val_fraction: float = Field(0.2, ge=0, lt=1)  # videos held out for the per-epoch IoU (whole videos)
+    seed: int = 0
+    mixed_precision: bool = True  # bfloat16 autocast on a CUDA GPU; the CPU always runs float32
+
+    @model_validator(mode="after")
+    def _ranges(self) -> TrainParams:
+        low, high = self.crop_scale
+        if not 0 < low <= high <= 1:
+            raise ValueError(f"crop_scale must be [low, high] with 0 < low <= high <= 1, got [{low}, {high}]")
+        if self.negative_below > self.positive_above:
+            raise ValueError(
+                f"negative_below ({self.negative_below}) must not exceed positive_above ({self.positive_above})"
+            )
+        return self
+
+
 class EvaluateParams(_Group):
     thresholds: list[float] = [0.4, 0.5, 0.7]  # 0.4 / 0.7: the paper's trimap thresholds
     threshold: float = Field(0.5, ge=0, le=1)  # the one precision, recall and the gallery use
@@ -165,6 +222,7 @@ class RuntimeParams(_Group):
     dask_address: str | None = None  # e.g. tcp://scheduler:8786; env MOTIONMASKS_DASK_ADDRESS overrides
     workers: int = Field(0, ge=0)  # local processes; 0 = one per CPU core
     batch_size: int = Field(4, ge=1)  # items (videos, shots) per task
+    loader_workers: int = Field(2, ge=0, le=64)  # data-loading processes of the train stage (0 = in the trainer)
 
 
 class Params(_Group):
@@ -173,6 +231,8 @@ class Params(_Group):
     shots: ShotsParams = ShotsParams()
     motion: MotionParams = MotionParams()
     consensus: ConsensusParams = ConsensusParams()
+    prune: PruneParams = PruneParams()
+    train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     runtime: RuntimeParams = RuntimeParams()
 

@@ -223,6 +223,12 @@ def segment_source(
         yield record, shot_masks(frames, saliency, segmenter.consensus, timings)
 
 
+def mask_stems(source: Path) -> Callable[[int], str]:
+    """The PNG name (without suffix) of frame ``index``: the frame's own for a frame folder, else ``NNNNN``."""
+    stems = [p.stem for p in frame_files(source)] if source.is_dir() else None
+    return (lambda index: stems[index]) if stems else (lambda index: f"{index:05d}")
+
+
 def write_mask_folder(
     source: str | Path,
     target: str | Path,
@@ -250,14 +256,14 @@ def write_mask_folder(
     source, target = Path(source), Path(target)
     segmenter = segmenter or Segmenter()
     records = plan_shots(source, source.name, segmenter, max_pixels=max_pixels)
-    stems = [p.stem for p in frame_files(source)] if source.is_dir() else None
+    stem = mask_stems(source)
     written = 0
     with atomic_dir(target) as tmp:
         for record, masks in segment_source(records, segmenter):
             for index, mask in zip(range(record.first, record.last + 1), masks):
-                stem = stems[index] if stems else f"{index:05d}"
-                if not cv2.imwrite(str(tmp / f"{stem}.png"), mask_at_size(mask, record.width, record.height)):
-                    raise OSError(f"could not write {target / stem}.png")
+                png = f"{stem(index)}.png"
+                if not cv2.imwrite(str(tmp / png), mask_at_size(mask, record.width, record.height)):
+                    raise OSError(f"could not write {target / png}")
                 written += 1
                 if progress is not None:
                     progress(1)

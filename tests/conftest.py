@@ -39,8 +39,15 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
+# A tiny, short training for end-to-end tests: the pipeline's shape without the paper's 71M weights.
+FAST_TRAIN = {"width": 0.125, "epochs": 2, "batch_size": 8}
+
+
 def project_copy(root: Path, overrides: dict) -> Path:
-    """A copy of this project (code, dvc.yaml, params.yaml with ``overrides`` per group) in a fresh git + DVC repo."""
+    """A copy of this project (code, dvc.yaml, params.yaml with ``overrides`` per group) in a fresh git + DVC repo.
+
+    The train group gets :data:`FAST_TRAIN` unless ``overrides`` names it.
+    """
     import shutil
     import subprocess
     import sys
@@ -50,10 +57,10 @@ def project_copy(root: Path, overrides: dict) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy(ROOT / name, root / name)
-    for name in ("flows", "tasks", "motionmasks"):
+    for name in ("flows", "tasks", "motionmasks", "models"):
         shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((root / "params.yaml").read_text())
-    for group, values in overrides.items():
+    for group, values in {"train": FAST_TRAIN, **overrides}.items():
         params[group].update(values)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):

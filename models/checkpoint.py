@@ -1,0 +1,70 @@
+"""The one checkpoint format of the networks, saved and loaded only here.
+
+A checkpoint is a ``torch.save``'d dict of plain types and tensors (loaded
+with ``weights_only=True``, so a checkpoint can never run code)::
+
+    {"format": "motionmasks-masknet/1",
+     "config": MaskNet.config(),       # how to rebuild the network
+     "state_dict": {...},              # MaskNet weights; the trunk's under "trunk."
+     "info": {...}}                    # what produced it: epoch, held-out IoU, params
+
+:func:`load_trunk` gives the AlexNet trunk alone (the transfer stage's
+initialisation); :func:`load_masknet` the whole mask ConvNet.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models.alexnet import AlexNetTrunk
+from models.masknet import MaskNet
+
+FORMAT = "motionmasks-masknet/1"
+
+
+class CheckpointError(ValueError):
+    """A file is not a motionmasks checkpoint, or not one this code can load."""
+
+
+def save_masknet(path: str | os.PathLike, model: MaskNet, info: dict[str, Any] | None = None) -> None:
+    """Write ``model`` atomically (a temporary file beside ``path``, then a rename)."""
+    from motionmasks.formats import atomic_path
+
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT, "config": model.config(), "state_dict": state, "info": info or {}}, tmp)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint") from None
+    except Exception as exc:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise CheckpointError(f"{path}: not a motionmasks checkpoint (format {found!r}, expected {FORMAT!r})")
+    return data
+
+
+def load_masknet(path: str | os.PathLike) -> tuple[MaskNet, dict[str, Any]]:
+    """The mask ConvNet of a checkpoint (in eval mode) and its ``info``."""
+    data = read_checkpoint(path)
+    try:
+        model = MaskNet(**data["config"])
+        model.load_state_dict(data["state_dict"])
+    except (TypeError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: weights do not fit the network they describe: {exc}") from None
+    return model.eval(), data.get("info", {})
+
+
+def load_trunk(path: str | os.PathLike) -> AlexNetTrunk:
+    """The AlexNet trunk (conv1-conv5, fc6, fc7) of a mask ConvNet checkpoint, for transfer."""
+    model, _ = load_masknet(path)
+    return model.trunk
