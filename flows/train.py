@@ -39,6 +39,7 @@ def train(
     params: TrainParams,
     loader_workers: int = 0,
 ) -> dict:
+    from motionmasks.train import TrainingError
     from motionmasks.train import train as train_masknet
 
     logger = get_run_logger()
@@ -51,16 +52,19 @@ def train(
     def on_epoch(row: dict[str, Any]) -> None:
         update_progress_artifact(progress, 100.0 * row["epoch"] / params.epochs)
 
-    summary = train_masknet(
-        shards,
-        model_path,
-        state_dir,
-        params,
-        live_dir=live_dir,
-        loader_workers=loader_workers,
-        log=logger.info,
-        on_epoch=on_epoch,
-    )
+    try:
+        summary = train_masknet(
+            shards,
+            model_path,
+            state_dir,
+            params,
+            live_dir=live_dir,
+            loader_workers=loader_workers,
+            log=logger.info,
+            on_epoch=on_epoch,
+        )
+    except TrainingError as exc:
+        raise StageFailed(f"train: {exc}") from None
     publish_metrics("train", summary, metrics_path)
     return summary
 

@@ -45,6 +45,11 @@ from motionmasks.formats import atomic_path, read_training_shard
 from motionmasks.params import TrainParams
 
 STATE_FILE = "state.pt"
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start: no frames, every video held out, or no place to log."""
+
 BEST_FILE = "best.pt"
 
 
@@ -76,7 +81,7 @@ def load_frames(shard_paths: Sequence[str | os.PathLike]) -> Frames:
             masks.append(mask)
             videos.append(shard.video)
     if not images:
-        raise ValueError("no training frames: the prune stage kept none (see metrics/prune.json)")
+        raise TrainingError("no training frames: the prune stage kept none (see metrics/prune.json)")
     return Frames(np.stack(images), np.stack(masks), np.array(videos))
 
 
@@ -227,7 +232,7 @@ def train(
     is_val = np.isin(frames.videos, sorted(held_out))
     train_frames, val_frames = frames.subset(~is_val), frames.subset(is_val)
     if not len(train_frames.images):
-        raise ValueError("every training video is held out; lower train.val_fraction")
+        raise TrainingError("every training video is held out; lower train.val_fraction")
     model = MaskNet(
         width=params.width,
         batch_norm=params.batch_norm,
@@ -356,7 +361,13 @@ def _open_live(live_dir: str | os.PathLike, history: list[dict[str, Any]], param
     """A dvclive logger for ``live_dir``; a resumed run replays the finished epochs so the plots are whole."""
     from dvclive import Live
 
-    live = Live(str(live_dir), save_dvc_exp=False, dvcyaml=False)
+    try:
+        live = Live(str(live_dir), save_dvc_exp=False, dvcyaml=False)
+    except Exception as exc:  # dvclive names the run after the git revision it runs in
+        raise TrainingError(
+            f"dvclive could not start ({type(exc).__name__}: {exc}); the project must be a git repository "
+            "with at least one commit (git add -A && git commit -m start)"
+        ) from None
     for row in history:
         live.log_metric("train/loss", row["loss"])
         if not math.isnan(row["held_out_iou"]):

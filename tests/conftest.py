@@ -63,6 +63,12 @@ def project_copy(root: Path, overrides: dict) -> Path:
     for group, values in {"train": FAST_TRAIN, **overrides}.items():
         params[group].update(values)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
+    # a clone has commits (dvclive names its runs after the revision): commit the copy once
+    for cmd in (
+        ["git", "init", "-q"],
+        [sys.executable, "-m", "dvc", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid", "commit", "-qm", "project copy"],
+    ):
         subprocess.run(cmd, cwd=root, check=True, capture_output=True)
     return root

@@ -169,3 +169,53 @@ def test_pipeline_and_segment_command_write_the_same_masks(project, tmp_path):
     for frame, mask in zip(shard.frames, shard.maps):
         png = cv2.imread(str(tmp_path / source.stem / f"{int(frame):05d}.png"), cv2.IMREAD_UNCHANGED)
         assert np.array_equal(png, mask_at_size(mask, records[0].width, records[0].height)), f"frame {frame}"
+
+
+def test_run_prunes_trains_and_scores_the_student_against_its_teacher(project):
+    from models.checkpoint import load_masknet
+    from motionmasks.formats import read_training_shard
+
+    prune = read_json(project / "metrics/prune.json")
+    index = read_table(project / "data/prune/index.parquet")
+    assert prune["frames_in"] == int(index["frames"].sum()) and prune["frames_sampled"] == int(index["sampled"].sum())
+    removed = sum(rule["frames"] for rule in prune["removed"].values())
+    assert prune["frames_kept"] == prune["frames_in"] - removed >= prune["frames_sampled"] > 0
+    shard = read_training_shard(project / index["path"][0])
+    assert shard.images.shape[:3] == shard.masks.shape and len(shard.frames) == index["sampled"][0]
+    model, info = load_masknet(project / "data/train/model.pt")
+    assert info["params"]["width"] == 0.125 and model.output_size == 56
+    live = read_json(project / "metrics/train/metrics.json")
+    assert live["step"] == 1  # two epochs, counted from 0
+    evaluate = read_json(project / "metrics/evaluate.json")
+    for name in ("mean_student_J", "mean_student_precision", "mean_student_recall", "mean_prior_J"):
+        assert 0 <= evaluate[name] <= 1
+
+
+def test_segment_checkpoint_writes_the_students_masks_that_evaluate_scored(project, tmp_path):
+    """`segment --checkpoint` gives the ConvNet's masks in the segmenter's format, the same the evaluate stage scored."""
+    import cv2
+    import numpy as np
+    import pandas as pd
+
+    from motionmasks.cli import main
+    from motionmasks.evaluate import frame_scores
+    from motionmasks.formats import read_map_shard, read_masks, read_shot_records
+
+    records = [r for r in read_shot_records(project / "data/shots/shots.parquet") if r.video == "synth-000"]
+    source = project / records[0].source
+    command = ["segment", str(source), "--out", str(tmp_path), "--checkpoint", str(project / "data/train/model.pt")]
+    assert main([*command, "--workers", "1", "--quiet"]) == 0
+    pngs = sorted((tmp_path / source.stem).glob("*.png"))
+    assert len(pngs) == records[-1].last + 1  # every frame, short shots included
+    truth, truth_frames = read_masks(project / "data/corpus/synthetic/synth-000.masks.npz")
+    truth_by_frame = dict(zip(truth_frames.tolist(), truth))
+    shards = dict(read_table(project / "data/consensus/index.parquet")[["video", "path"]].itertuples(index=False))
+    scored = read_map_shard(project / shards["synth-000"], quantised=True).frames
+    scores = []
+    for frame in scored:
+        png = cv2.imread(str(tmp_path / source.stem / f"{int(frame):05d}.png"), cv2.IMREAD_UNCHANGED)
+        assert png.shape == (records[0].height, records[0].width) and png.dtype == np.uint8
+        scores.append(frame_scores(png >= 128, truth_by_frame[int(frame)].astype(bool))[0])
+    per_video = pd.read_csv(project / "plots/evaluate_per_video.csv").set_index("video")
+    assert float(np.mean(scores)) == pytest.approx(per_video.loc["synth-000", "student_J"], abs=1e-9)
+    assert main(["segment", str(source), "--out", str(tmp_path / "x"), "--checkpoint", str(tmp_path)]) == 2
