@@ -149,9 +149,11 @@ def main() -> None:
         sys.exit(f"{SHARED} is not here: this benchmark needs ../shared")
     project = prepare(args.work, args.assignments)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    start = time.perf_counter()
-    subprocess.run([*CLI, "run"], cwd=project, check=True, env=env)
-    pipeline_seconds = time.perf_counter() - start
+    seconds = {}
+    for target in ("prune", "train", "evaluate"):  # each with what it needs; timed apart for the budget
+        start = time.perf_counter()
+        subprocess.run([*CLI, "run", target], cwd=project, check=True, env=env)
+        seconds[target] = round(time.perf_counter() - start, 1)
     metrics = {s: json.loads((project / "metrics" / f"{s}.json").read_text()) for s in ("prune", "train", "evaluate")}
     history = [
         {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
@@ -183,8 +185,11 @@ def main() -> None:
         },
         "budget": {
             "train_params": params["train"],
-            "pipeline_seconds_total": round(pipeline_seconds, 1),
-            "training_images_per_second": round(float(np.mean([r["images_per_second"] for r in history])), 1),
+            "seconds_up_to_prune (0 when cached)": seconds["prune"],
+            "train_minutes": round(seconds["train"] / 60, 1),
+            "training_images_per_second (validation included)": round(
+                metrics["train"]["train_frames"] * params["train"]["epochs"] / seconds["train"], 1
+            ),
         },
         "prune": metrics["prune"],
         "train": metrics["train"],

@@ -86,6 +86,7 @@ def score_video(
     truth: dict[int, np.ndarray],
     params: EvaluateParams,
     model: torch.nn.Module | None = None,
+    calibration: float = 0.5,
 ) -> tuple[dict, tuple]:
     """One video's scores (row) and its gallery entry (middle scored frame).
 
@@ -114,7 +115,8 @@ def score_video(
     row["J"] = row[f"J@{params.threshold}"]  # the plotted one
     row["saliency_J"] = float(np.mean(saliency_scores))
     if model is not None:
-        row.update(student_scores(model, source, [int(shard.frames[k]) for k in scored], truth, params.threshold))
+        frames = [int(shard.frames[k]) for k in scored]
+        row.update(student_scores(model, source, frames, truth, params.threshold, calibration))
     k = scored[len(scored) // 2]
     frame = next(read_frames(source, start=int(shard.frames[k]), stop=int(shard.frames[k]) + 1))[1]
     entry = (
@@ -127,13 +129,21 @@ def score_video(
 
 
 def student_scores(
-    model: torch.nn.Module, source: str, frames: list[int], truth: dict[int, np.ndarray], threshold: float
+    model: torch.nn.Module,
+    source: str,
+    frames: list[int],
+    truth: dict[int, np.ndarray],
+    threshold: float,
+    calibration: float = 0.5,
 ) -> dict[str, float]:
-    """J, precision and recall of the ConvNet's single-frame masks, and J of the centred prior, on ``frames``."""
+    """J, precision and recall of the ConvNet's single-frame masks, and J of the centred prior, on ``frames``.
+
+    The masks are those ``motionmasks segment --checkpoint`` writes (calibrated by the train stage).
+    """
     wanted = set(frames)
     pictures = (frame for index, frame in read_frames(source, stop=max(frames) + 1) if index in wanted)
     student, prior = [], []
-    for index, soft in zip(sorted(wanted), predict_masks(model, pictures)):
+    for index, soft in zip(sorted(wanted), predict_masks(model, pictures, threshold=calibration)):
         gt = truth[index]
         student.append(frame_scores(soft >= math.ceil(threshold * 255), gt))
         prior.append(frame_scores(centred_prior(gt.shape[1], gt.shape[0]) > 0, gt)[0])
@@ -181,7 +191,7 @@ def evaluate(
     model_path: Path | None = None,
 ) -> dict:
     logger = get_run_logger()
-    model = load_masknet(model_path)[0] if model_path is not None else None
+    model, info = load_masknet(model_path) if model_path is not None else (None, {})
     davis = Path(params.davis_annotations) if params.davis_annotations else None
     motion_paths: dict[str, str] = dict(
         read_table(motion_index_path)[["video", "path"]].drop_duplicates().itertuples(index=False)
@@ -200,7 +210,16 @@ def evaluate(
                 continue
             if video not in masks:
                 raise ValueError("no soft masks: it failed in an earlier stage (see their failures reports)")
-            row, entry = score_video(video, sources[video], masks[video], motion_paths[video], truth, params, model)
+            row, entry = score_video(
+                video,
+                sources[video],
+                masks[video],
+                motion_paths[video],
+                truth,
+                params,
+                model,
+                info.get("threshold", 0.5),
+            )
         except Exception as exc:  # one video's problem never stops the others
             failures.append({"item": video, "reason": f"{video}: {exc}"})
             logger.warning("evaluate failed: %s: %s", video, exc)

@@ -85,16 +85,17 @@ def prune(
         rows = map_batches(prune_batch, items, batch_size, _crashed, out_dir=str(tmp), prune=options)
     table = shard_paths_in(pd.DataFrame(rows), out_dir)
     ok, failed = record_results("prune", table, index_path, failures_path, item="video")
-    metrics = {"failed": len(failed), **removal_table(ok)} if len(ok) else {"failed": len(failed)}
+    table_of_removals = removal_table(ok) if len(ok) else {}
+    metrics = {"failed": len(failed), **table_of_removals}
     publish_metrics("prune", metrics, metrics_path)
-    if len(ok):
+    if table_of_removals:
         create_table_artifact(
-            [{"rule": rule, **counts} for rule, counts in metrics["removed"].items()],
+            [{"rule": rule, **counts} for rule, counts in table_of_removals["removed"].items()],
             key="prune-removed",
             description="Frames, shots and videos each pruning rule removed (rules applied in this order)",
         )
     check_failure_fraction("prune", len(failed), len(items), params.max_failure_fraction, failures_path)
-    if len(ok) and not metrics["frames_sampled"]:
+    if table_of_removals and not table_of_removals["frames_sampled"]:
         raise StageFailed(
             f"prune: every frame of the {len(ok)} videos was removed (see {metrics_path}); "
             "loosen the prune rules in params.yaml"

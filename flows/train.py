@@ -20,6 +20,7 @@ if __name__ == "__main__":  # a stage process started by DVC: first of all, neve
 import os
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
@@ -48,6 +49,7 @@ def train(
     if not shards:
         raise StageFailed(f"train: {prune_index_path} lists no training shard; check the prune stage's metrics")
     progress = create_progress_artifact(0.0, key="train-progress", description="Epochs done (%)")
+    assert isinstance(progress, UUID)  # called from a synchronous flow: the id itself, not a coroutine
 
     def on_epoch(row: dict[str, Any]) -> None:
         update_progress_artifact(progress, 100.0 * row["epoch"] / params.epochs)

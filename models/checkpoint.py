@@ -14,6 +14,7 @@ initialisation); :func:`load_masknet` the whole mask ConvNet.
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -30,13 +31,24 @@ class CheckpointError(ValueError):
     """A file is not a motionmasks checkpoint, or not one this code can load."""
 
 
-def save_masknet(path: str | os.PathLike, model: MaskNet, info: dict[str, Any] | None = None) -> None:
-    """Write ``model`` atomically (a temporary file beside ``path``, then a rename)."""
+def save_torch(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` atomically, and byte for byte the same for the same content.
+
+    Saved through a buffer: torch names the archive's inner folder after the
+    file, and the temporary file's name is random.
+    """
     from motionmasks.formats import atomic_path
 
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, "config": model.config(), "state_dict": state, "info": info or {}}, tmp)
+        tmp.write_bytes(buffer.getvalue())
+
+
+def save_masknet(path: str | os.PathLike, model: MaskNet, info: dict[str, Any] | None = None) -> None:
+    """Write ``model`` atomically (a temporary file beside ``path``, then a rename)."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    save_torch({"format": FORMAT, "config": model.config(), "state_dict": state, "info": info or {}}, path)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -43,14 +43,31 @@ def predict_logits(model: torch.nn.Module, frames: np.ndarray, device: torch.dev
         return torch.sigmoid(logits.float()).cpu().numpy()
 
 
+def calibrated(probability: np.ndarray, threshold: float) -> np.ndarray:
+    """Probabilities remapped (piecewise linear, monotone) so that ``threshold`` lands on 0.5.
+
+    The train stage picks the threshold on its held-out videos; stored this
+    way, the ConvNet's masks are thresholded at 0.5 like the motion segmenter's.
+    """
+    if threshold == 0.5:
+        return probability
+    low = 0.5 * probability / threshold
+    high = 0.5 + 0.5 * (probability - threshold) / (1.0 - threshold)
+    return np.where(probability < threshold, low, high).astype(np.float32)
+
+
 def predict_masks(
     model: torch.nn.Module,
     frames: Iterable[np.ndarray],
     *,
+    threshold: float = 0.5,
     device: torch.device | str = "cpu",
     batch_size: int = 32,
 ) -> Iterator[np.ndarray]:
-    """8-bit soft masks (0-255) of each RGB frame at its own size, from that frame alone."""
+    """8-bit soft masks (0-255) of each RGB frame at its own size, from that frame alone.
+
+    ``threshold``: the checkpoint's calibrated threshold (its ``info["threshold"]``), mapped to 0.5.
+    """
     model.eval()
     batch: list[np.ndarray] = []
     sizes: list[tuple[int, int]] = []
@@ -58,7 +75,7 @@ def predict_masks(
     def flush() -> Iterator[np.ndarray]:
         probabilities = predict_logits(model, np.stack(batch), device)
         for probability, (width, height) in zip(probabilities, sizes):
-            soft = cv2.resize(probability, (width, height), interpolation=cv2.INTER_LINEAR)
+            soft = cv2.resize(calibrated(probability, threshold), (width, height), interpolation=cv2.INTER_LINEAR)
             yield np.clip(np.rint(soft * 255.0), 0, 255).astype(np.uint8)
         batch.clear()
         sizes.clear()
@@ -104,7 +121,7 @@ def write_convnet_mask_folder(
 
     source, target = Path(source), Path(target)
     probe(source, exact=False, max_pixels=max_pixels)  # a bad or oversized input is named before any work
-    model, _ = load_masknet(checkpoint)
+    model, info = load_masknet(checkpoint)
     stem = mask_stems(source)
     frames = read_frames(source)
     written = 0
@@ -116,7 +133,7 @@ def write_convnet_mask_folder(
                 indices.append(index)
                 yield frame
 
-        for mask in predict_masks(model, pictures()):
+        for mask in predict_masks(model, pictures(), threshold=info.get("threshold", 0.5)):
             png = f"{stem(indices[written])}.png"
             if not cv2.imwrite(str(tmp / png), mask):
                 raise OSError(f"could not write {target / png}")

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from motionmasks.formats import ShotRecord, TrainingShard, read_map_shard, write_training_shard
@@ -158,3 +159,44 @@ def prune_video(
         ),
     )
     return outcome
+
+
+DEGRADATIONS = ("none", "erode", "dilate", "truncate")
+
+
+def degrade_mask(mask: np.ndarray, kind: str, amount: float, side: str = "left") -> np.ndarray:
+    """A true mask made worse, for the paper's robustness experiment (§4).
+
+    ``erode`` / ``dilate``: with a square kernel of ``amount`` pixels.
+    ``truncate``: zero a strip covering ``amount`` (a fraction, 0-1) of the
+    foreground's bounding box from ``side`` (left, right, top, bottom).
+    ``none`` returns the mask as it is. Works on 8-bit masks (0-255).
+    """
+    if kind == "none":
+        return mask
+    if kind in ("erode", "dilate"):
+        size = int(amount)
+        if size < 1:
+            raise ValueError(f"{kind} needs a kernel of at least 1 pixel, got {amount}")
+        kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (size, size))
+        return (cv2.erode if kind == "erode" else cv2.dilate)(mask, kernel)
+    if kind != "truncate":
+        raise ValueError(f"unknown degradation {kind!r}; one of {', '.join(DEGRADATIONS)}")
+    if not 0 <= amount <= 1:
+        raise ValueError(f"truncate takes a fraction of the box in [0, 1], got {amount}")
+    ys, xs = np.nonzero(mask)
+    if not len(xs):
+        return mask
+    out = mask.copy()
+    x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+    cut_x, cut_y = round(amount * (x1 - x0)), round(amount * (y1 - y0))
+    strips = {
+        "left": (slice(None), slice(x0, x0 + cut_x)),
+        "right": (slice(None), slice(x1 - cut_x, x1)),
+        "top": (slice(y0, y0 + cut_y), slice(None)),
+        "bottom": (slice(y1 - cut_y, y1), slice(None)),
+    }
+    if side not in strips:
+        raise ValueError(f"side must be one of {', '.join(strips)}, got {side!r}")
+    out[strips[side]] = 0
+    return out

@@ -38,10 +38,10 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from models.alexnet import INPUT_SIZE
-from models.checkpoint import save_masknet
+from models.checkpoint import save_masknet, save_torch
 from models.masknet import MaskNet
 from motionmasks.convnet import predict_logits, squash, to_input
-from motionmasks.formats import atomic_path, read_training_shard
+from motionmasks.formats import read_training_shard
 from motionmasks.params import TrainParams
 
 STATE_FILE = "state.pt"
@@ -49,6 +49,7 @@ STATE_FILE = "state.pt"
 
 class TrainingError(RuntimeError):
     """Training cannot start: no frames, every video held out, or no place to log."""
+
 
 BEST_FILE = "best.pt"
 
@@ -155,12 +156,16 @@ def masked_logistic_loss(logits: torch.Tensor, target: torch.Tensor, weight: tor
     return (per_pixel * weight).sum(dim=(1, 2)).mean()
 
 
-def held_out_iou(
-    model: torch.nn.Module, frames: Frames, device: torch.device, batch_size: int = 64, threshold: float = 0.5
-) -> float:
-    """Mean over frames of IoU(prediction on the whole frame, pseudo-mask), both at ``threshold``, at the stored size."""
+def held_out_ious(
+    model: torch.nn.Module,
+    frames: Frames,
+    device: torch.device,
+    thresholds: Sequence[float] = (0.5,),
+    batch_size: int = 64,
+) -> np.ndarray:
+    """Mean over frames of IoU(prediction on the whole frame >= t, mask >= 0.5) for each t, at the stored size."""
     if not len(frames.images):
-        return float("nan")
+        return np.full(len(thresholds), np.nan)
     model.eval()
     scores = []
     height, width = frames.masks.shape[1:]
@@ -168,11 +173,32 @@ def held_out_iou(
         batch = frames.images[start : start + batch_size]
         probabilities = predict_logits(model, np.stack([squash(i) for i in batch]), device)
         for probability, mask in zip(probabilities, frames.masks[start : start + batch_size]):
-            predicted = cv2.resize(probability, (width, height), interpolation=cv2.INTER_LINEAR) >= threshold
-            truth = mask >= math.ceil(threshold * 255)
-            union = np.logical_or(predicted, truth).sum()
-            scores.append(1.0 if union == 0 else np.logical_and(predicted, truth).sum() / union)
-    return float(np.mean(scores))
+            soft = cv2.resize(probability, (width, height), interpolation=cv2.INTER_LINEAR)
+            truth = mask >= 128  # the mask's foreground at 0.5, as the prune rules count it
+            row = []
+            for threshold in thresholds:
+                predicted = soft >= threshold
+                union = np.logical_or(predicted, truth).sum()
+                row.append(1.0 if union == 0 else np.logical_and(predicted, truth).sum() / union)
+            scores.append(row)
+    return np.mean(scores, axis=0)
+
+
+def held_out_iou(model: torch.nn.Module, frames: Frames, device: torch.device, threshold: float = 0.5) -> float:
+    return float(held_out_ious(model, frames, device, (threshold,))[0])
+
+
+def calibrate_threshold(model: torch.nn.Module, frames: Frames, device: torch.device) -> tuple[float, float]:
+    """The threshold on the ConvNet's output that best matches the held-out videos' masks, and the IoU there.
+
+    Label-free (the masks are the motion segmenter's). Predictions are stored
+    calibrated (see ``motionmasks.convnet.calibrated``), so every consumer keeps
+    thresholding at 0.5.
+    """
+    thresholds = np.round(np.arange(0.05, 0.96, 0.05), 2)
+    ious = held_out_ious(model, frames, device, thresholds)
+    best = int(np.argmax(ious))
+    return float(thresholds[best]), float(ious[best])
 
 
 def _fingerprint(params: TrainParams, shard_paths: Sequence[str | os.PathLike]) -> str:
@@ -261,7 +287,9 @@ def train(
         device_ids = [device.index] if device.type == "cuda" else None
         wrapped = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     dataset = MaskCrops(train_frames, params)
-    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=params.seed)
+    sampler: DistributedSampler = DistributedSampler(
+        dataset, num_replicas=world, rank=rank, shuffle=True, seed=params.seed
+    )
     loader = DataLoader(
         dataset,
         batch_size=params.batch_size,
@@ -311,6 +339,7 @@ def train(
         }
         if rank == 0:
             row["held_out_iou"] = held_out_iou(model, val_frames, device)
+            rate = row.pop("images_per_second")  # a timing: logged, kept out of the state DVC hashes
             score = row["held_out_iou"] if not math.isnan(row["held_out_iou"]) else float(epoch)
             history.append(row)
             if score > best_iou:  # early stopping: the result is the best epoch on the held-out videos
@@ -324,10 +353,10 @@ def train(
                 live.next_step()
             log(
                 f"epoch {epoch + 1}/{params.epochs}: loss {row['loss']:.1f}, held-out IoU {row['held_out_iou']:.3f}, "
-                f"{row['images_per_second']:.1f} images/s"
+                f"{rate:.1f} images/s"
             )
             if on_epoch is not None:
-                on_epoch(row)
+                on_epoch({**row, "images_per_second": rate})
         if world > 1:
             dist.barrier()
     summary: dict[str, Any] = {}
@@ -335,13 +364,24 @@ def train(
         best = torch.load(state_dir / BEST_FILE, map_location="cpu", weights_only=True)
         best_model = MaskNet(**best["config"])
         best_model.load_state_dict(best["state_dict"])
-        info = {**best["info"], "params": params.model_dump(mode="json"), "held_out_videos": sorted(held_out)}
-        save_masknet(model_path, best_model, info)
+        best_model.to(device)
+        threshold, calibrated_iou = (
+            calibrate_threshold(best_model, val_frames, device) if len(val_frames.images) else (0.5, float("nan"))
+        )
+        info = {
+            **best["info"],
+            "threshold": threshold,
+            "params": params.model_dump(mode="json"),
+            "held_out_videos": sorted(held_out),
+        }
+        save_masknet(model_path, best_model.cpu(), info)
         summary = {
             "epochs": params.epochs,
             "best_epoch": best["info"]["epoch"],
             "held_out_iou": None if math.isnan(best["info"]["held_out_iou"]) else best["info"]["held_out_iou"],
             "final_loss": history[-1]["loss"],
+            "threshold": threshold,  # calibrated on the held-out videos; the stored masks are rescaled to it
+            "held_out_iou_at_threshold": None if math.isnan(calibrated_iou) else calibrated_iou,
             "train_frames": int(len(train_frames.images)),
             "held_out_frames": int(len(val_frames.images)),
             "train_videos": len(set(train_frames.videos)),
@@ -393,5 +433,4 @@ def _save_state(
         "best_iou": best_iou,
         "fingerprint": fingerprint,
     }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_torch(state, path)

@@ -58,3 +58,15 @@ def test_not_a_checkpoint_is_refused_by_name(tmp_path):
         load_masknet(junk)
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         load_masknet(tmp_path / "missing.pt")
+
+
+def test_calibration_puts_the_chosen_threshold_on_one_half():
+    import numpy as np
+
+    from motionmasks.convnet import calibrated, centred_prior
+
+    p = np.array([0.0, 0.1, 0.2, 0.6, 1.0], np.float32)
+    assert calibrated(p, 0.2).tolist() == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0])
+    assert calibrated(p, 0.5) is p
+    prior = centred_prior(20, 10, axes=(0.25, 0.3))
+    assert prior[5, 10] == 255 and prior[0, 0] == 0 and prior[5, 4] == 0 and prior[5, 6] == 255

@@ -89,3 +89,18 @@ def test_prune_params_refuse_an_empty_range():
 
     with pytest.raises(ParamsError, match="min_foreground"):
         parse_params({"prune": {"min_foreground": 0.9, "max_foreground": 0.5}})
+
+
+def test_degradations_for_the_robustness_experiment():
+    from motionmasks.prune import degrade_mask
+
+    mask = _mask(box=(5, 15, 4, 14))  # 10 x 10
+    assert degrade_mask(mask, "none", 0) is mask
+    assert (degrade_mask(mask, "erode", 3) > 0).sum() == 8 * 8
+    assert (degrade_mask(mask, "dilate", 3) > 0).sum() == 12 * 12
+    half = degrade_mask(mask, "truncate", 0.5, side="left")
+    assert (half > 0).sum() == 50 and not half[:, 4:9].any() and half[5:15, 9:14].all()
+    assert (degrade_mask(mask, "truncate", 0.3, side="bottom")[12:15] == 0).all()
+    assert (degrade_mask(mask, "truncate", 0.3, side="bottom") > 0).sum() == 70
+    with pytest.raises(ValueError, match="unknown degradation"):
+        degrade_mask(mask, "blur", 1)
