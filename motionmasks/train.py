@@ -272,8 +272,8 @@ def train(
     history: list[dict[str, Any]] = []
     start_epoch, best_iou = 0, -1.0
     state_path = state_dir / STATE_FILE
-    if state_path.is_file():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
+    state = _read_state(state_path, log if rank == 0 else lambda _: None)
+    if state is not None:
         if state.get("fingerprint") == fingerprint and state.get("epoch", 0) <= params.epochs:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -414,6 +414,18 @@ def _open_live(live_dir: str | os.PathLike, history: list[dict[str, Any]], param
             live.log_metric("val/held_out_iou", row["held_out_iou"])
         live.next_step()
     return live
+
+
+def _read_state(path: Path, log: Callable[[str], Any]) -> dict[str, Any] | None:
+    """The resume state, or None when there is none or it cannot be read (then training starts over)."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        log(f"{path} cannot be read ({type(exc).__name__}: {exc}): training from the start")
+        return None
+    return state if isinstance(state, dict) else None
 
 
 def _save_state(

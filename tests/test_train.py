@@ -101,6 +101,9 @@ def test_train_writes_the_best_model_metrics_and_plots(tmp_path):
     assert [row["epoch"] for row in seen] == [1, 2]
     assert summary["train_videos"] == 2 and summary["held_out_videos"] == 1 and summary["train_frames"] == 12
     assert 0 <= summary["held_out_iou"] <= 1 and summary["best_epoch"] in (1, 2)
+    # the calibrated threshold is on the grid and does at least as well as 0.5 on the held-out videos
+    assert summary["threshold"] in [round(t, 2) for t in np.arange(0.05, 0.96, 0.05)]
+    assert summary["held_out_iou_at_threshold"] >= summary["held_out_iou"]
     live = json.loads((tmp_path / "live" / "metrics.json").read_text())
     assert live["step"] == 1 and "held_out_iou" in live["val"]
     loss_plot = (tmp_path / "live" / "plots" / "metrics" / "train" / "loss.tsv").read_text().splitlines()
@@ -109,6 +112,7 @@ def test_train_writes_the_best_model_metrics_and_plots(tmp_path):
 
     model, info = load_masknet(tmp_path / "model.pt")
     assert info["epoch"] == summary["best_epoch"] and info["params"]["width"] == 0.125
+    assert info["threshold"] == summary["threshold"]
 
 
 _TRAIN_SCRIPT = """
@@ -208,3 +212,21 @@ def test_ddp_on_two_cpu_processes_with_gloo(tmp_path):
     assert (tmp_path / "out" / "model.pt").is_file()
     history = torch.load(tmp_path / "out" / "state" / STATE_FILE, weights_only=True)["history"]
     assert [row["epoch"] for row in history] == [1, 2]
+
+
+def test_an_unreadable_state_starts_over(tmp_path):
+    shards = make_shards(tmp_path / "shards")
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / STATE_FILE).write_bytes(b"garbage")
+    messages = []
+    summary = train(shards, tmp_path / "model.pt", tmp_path / "state", TINY, log=messages.append)
+    assert any("cannot be read" in m for m in messages) and summary["epochs"] == 2
+
+
+def test_loader_workers_change_no_weight(tmp_path):
+    """runtime.loader_workers is not a train-stage dependency: it must not change the result."""
+    shards = make_shards(tmp_path / "shards")
+    one = TINY.model_copy(update={"epochs": 1})
+    train(shards, tmp_path / "a.pt", tmp_path / "a", one, loader_workers=0)
+    train(shards, tmp_path / "b.pt", tmp_path / "b", one, loader_workers=2)
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
