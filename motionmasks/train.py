@@ -338,22 +338,24 @@ def train(
             "images_per_second": count * world / seconds if seconds else 0.0,
         }
         if rank == 0:
-            row["held_out_iou"] = held_out_iou(model, val_frames, device)
+            # early stopping on the held-out videos, each epoch at its own calibrated threshold
+            row["threshold"], row["held_out_iou"] = (
+                calibrate_threshold(model, val_frames, device) if len(val_frames.images) else (0.5, float("nan"))
+            )
             rate = row.pop("images_per_second")  # a timing: logged, kept out of the state DVC hashes
             score = row["held_out_iou"] if not math.isnan(row["held_out_iou"]) else float(epoch)
             history.append(row)
-            if score > best_iou:  # early stopping: the result is the best epoch on the held-out videos
+            if score > best_iou:
                 best_iou = score
-                save_masknet(state_dir / BEST_FILE, model, {"epoch": epoch + 1, "held_out_iou": row["held_out_iou"]})
+                best_info = {"epoch": epoch + 1, "held_out_iou": row["held_out_iou"], "threshold": row["threshold"]}
+                save_masknet(state_dir / BEST_FILE, model, best_info)
             _save_state(state_path, model, optimizer, epoch + 1, history, best_iou, fingerprint)
             if live is not None:
-                for name in ("loss", "held_out_iou"):
-                    if not math.isnan(row[name]):
-                        live.log_metric(f"train/{name}" if name == "loss" else f"val/{name}", row[name])
+                _log_epoch(live, row)
                 live.next_step()
             log(
-                f"epoch {epoch + 1}/{params.epochs}: loss {row['loss']:.1f}, held-out IoU {row['held_out_iou']:.3f}, "
-                f"{rate:.1f} images/s"
+                f"epoch {epoch + 1}/{params.epochs}: loss {row['loss']:.1f}, held-out IoU {row['held_out_iou']:.3f} "
+                f"at threshold {row['threshold']}, {rate:.1f} images/s"
             )
             if on_epoch is not None:
                 on_epoch({**row, "images_per_second": rate})
@@ -364,24 +366,14 @@ def train(
         best = torch.load(state_dir / BEST_FILE, map_location="cpu", weights_only=True)
         best_model = MaskNet(**best["config"])
         best_model.load_state_dict(best["state_dict"])
-        best_model.to(device)
-        threshold, calibrated_iou = (
-            calibrate_threshold(best_model, val_frames, device) if len(val_frames.images) else (0.5, float("nan"))
-        )
-        info = {
-            **best["info"],
-            "threshold": threshold,
-            "params": params.model_dump(mode="json"),
-            "held_out_videos": sorted(held_out),
-        }
-        save_masknet(model_path, best_model.cpu(), info)
+        info = {**best["info"], "params": params.model_dump(mode="json"), "held_out_videos": sorted(held_out)}
+        save_masknet(model_path, best_model, info)
         summary = {
             "epochs": params.epochs,
             "best_epoch": best["info"]["epoch"],
             "held_out_iou": None if math.isnan(best["info"]["held_out_iou"]) else best["info"]["held_out_iou"],
             "final_loss": history[-1]["loss"],
-            "threshold": threshold,  # calibrated on the held-out videos; the stored masks are rescaled to it
-            "held_out_iou_at_threshold": None if math.isnan(calibrated_iou) else calibrated_iou,
+            "threshold": best["info"]["threshold"],  # calibrated on the held-out videos; masks are rescaled to it
             "train_frames": int(len(train_frames.images)),
             "held_out_frames": int(len(val_frames.images)),
             "train_videos": len(set(train_frames.videos)),
@@ -409,11 +401,16 @@ def _open_live(live_dir: str | os.PathLike, history: list[dict[str, Any]], param
             "with at least one commit (git add -A && git commit -m start)"
         ) from None
     for row in history:
-        live.log_metric("train/loss", row["loss"])
-        if not math.isnan(row["held_out_iou"]):
-            live.log_metric("val/held_out_iou", row["held_out_iou"])
+        _log_epoch(live, row)
         live.next_step()
     return live
+
+
+def _log_epoch(live: Any, row: dict[str, Any]) -> None:
+    live.log_metric("train/loss", row["loss"])
+    if not math.isnan(row["held_out_iou"]):
+        live.log_metric("val/held_out_iou", row["held_out_iou"])
+        live.log_metric("val/threshold", row["threshold"])
 
 
 def _read_state(path: Path, log: Callable[[str], Any]) -> dict[str, Any] | None:
