@@ -55,7 +55,7 @@ TRAIN_MASKS = SHARED / "davis2016-train" / "Annotations" / "240p"
 DEV_FRAMES = SHARED / "davis2016-dev" / "JPEGImages" / "480p"
 DEV_MASKS = SHARED / "davis2016-dev" / "Annotations" / "480p"
 UNLABELED = SHARED / "videos-unlabeled"
-PRIOR_AXES = [(0.2, 0.3), (0.25, 0.35), (0.3, 0.4), (0.35, 0.45), (0.4, 0.5)]
+PRIOR_AXES = [(0.1, 0.15), (0.125, 0.2), (0.15, 0.25), (0.2, 0.3), (0.25, 0.35), (0.3, 0.4), (0.35, 0.45), (0.4, 0.5)]
 CLI = [sys.executable, "-m", "motionmasks.cli"]
 # The experiment's budget on a 2-core CPU (about 50 minutes from scratch): more frames per shot than the
 # paper's 5-10 (this corpus has 75 shots, the paper's 205k videos) and 16 epochs. Chosen on the training
