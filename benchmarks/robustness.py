@@ -30,6 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -67,12 +68,28 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--every", type=int, default=2, help="use every N-th frame of each sequence")
     parser.add_argument("--setting", action="append", default=None, metavar="KIND:AMOUNT")
+    parser.add_argument(
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="train.KEY=VALUE",
+        help="a train setting over params.yaml (e.g. train.head=conv), to measure a lever on the same data",
+    )
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "robustness")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "robustness.json")
     args = parser.parse_args()
     if not DAVIS.is_dir():
         sys.exit(f"{DAVIS} is not here: this benchmark needs ../shared")
     params = load_params(ROOT / "params.yaml")
-    solver = params.train.model_copy(update={"epochs": args.epochs})
+    overrides: dict[str, object] = {"epochs": args.epochs}
+    for assignment in args.assignments:
+        key, _, value = assignment.partition("=")
+        if not key.startswith("train.") or not _:
+            sys.exit(f"--set {assignment}: expected train.KEY=VALUE")
+        overrides[key.removeprefix("train.")] = yaml.safe_load(value)
+    # validated like params.yaml itself, so a wrong key or value says what to fix
+    solver = type(params.train).model_validate({**params.train.model_dump(), **overrides})
     sequences = load_sequences(args.every, params.shots.working_max_side)
     held_out = held_out_videos(list(sequences), solver.val_fraction, solver.seed)
     truth = Frames(
@@ -83,7 +100,7 @@ def main() -> None:
     rows = []
     for setting in args.setting or DEFAULT_SETTINGS:
         kind, _, amount = setting.partition(":")
-        folder = args.work / setting.replace(":", "-")
+        folder = args.work / "-".join([setting.replace(":", "-"), *sorted(args.assignments)])
         shards = []
         for seq, (images, masks) in sequences.items():
             degraded = np.stack([degrade_mask(m, kind, float(amount or 0)) for m in masks])
@@ -116,15 +133,17 @@ def main() -> None:
     results = {
         "command": "python benchmarks/robustness.py "
         + " ".join(
-            [f"--epochs {args.epochs}", f"--every {args.every}"] + [f"--setting {s}" for s in args.setting or []]
+            [f"--epochs {args.epochs}", f"--every {args.every}"]
+            + [f"--setting {s}" for s in args.setting or []]
+            + [f"--set {a}" for a in args.assignments]
         ),
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
-        "data": f"davis2016-train true masks, every {args.every}th frame at the working size; "
+        "data": f"davis2016-train true masks, one frame in {args.every}, at the working size; "
         f"held out: {sorted(held_out)} ({len(truth.images)} frames)",
         "solver": solver.model_dump(mode="json"),
         "table": rows,
     }
-    out = ROOT / "benchmarks" / "results" / "robustness.json"
+    out = args.out
     out.write_text(json.dumps(results, indent=2) + "\n")
     for row in rows:
         print(f"{row['setting']:16} J {row['held_out_J_vs_true_masks']:.3f}")
