@@ -44,7 +44,12 @@ class MaskNet(nn.Module):
             nn.init.zeros_(self.head.bias)
         else:
             c5 = self.trunk.conv_channels[-1]
-            self.head = nn.Sequential(nn.Conv2d(c5, c5, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(c5, 1, 1))
+            to_logit = nn.Conv2d(c5, 1, 1)
+            # as the fc head: start near p = 0.5 everywhere; PyTorch's default init gives logits in the tens on
+            # batch-normed conv5 features, and the first epochs then only undo the overconfidence
+            nn.init.normal_(to_logit.weight, std=0.001)
+            nn.init.zeros_(to_logit.bias)
+            self.head = nn.Sequential(nn.Conv2d(c5, c5, 3, padding=1), nn.ReLU(inplace=True), to_logit)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, 227, 227) normalised images -> (B, s, s) mask logits."""

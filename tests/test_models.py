@@ -24,6 +24,15 @@ def test_mask_heads_give_56_by_56_logits(head):
     assert model(torch.zeros(3, 3, 227, 227)).shape == (3, 56, 56)
 
 
+@pytest.mark.parametrize("head", ["fc", "conv"])
+def test_both_heads_start_undecided(head):
+    """An untrained net says p ~ 0.5 everywhere, so the loss starts near s*s*ln 2, not in the thousands."""
+    torch.manual_seed(0)
+    model = MaskNet(width=0.25, batch_norm=True, head=head)
+    logits = model(torch.randn(4, 3, 227, 227))
+    assert logits.abs().max().item() < 0.5  # p within 0.38 ... 0.62
+
+
 def test_freeze_through_conv3_freezes_exactly_conv1_to_conv3_and_their_norms():
     trunk = AlexNetTrunk(width=0.125, batch_norm=True)
     trunk.freeze_through("conv3")
