@@ -48,6 +48,7 @@ class MaskNet(nn.Module):
             # as the fc head: start near p = 0.5 everywhere; PyTorch's default init gives logits in the tens on
             # batch-normed conv5 features, and the first epochs then only undo the overconfidence
             nn.init.normal_(to_logit.weight, std=0.001)
+            assert to_logit.bias is not None
             nn.init.zeros_(to_logit.bias)
             self.head = nn.Sequential(nn.Conv2d(c5, c5, 3, padding=1), nn.ReLU(inplace=True), to_logit)
 

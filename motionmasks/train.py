@@ -37,6 +37,7 @@ import torch.distributed as dist
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+import models
 from models.alexnet import INPUT_SIZE
 from models.checkpoint import save_masknet, save_torch
 from models.masknet import MaskNet
@@ -201,14 +202,24 @@ def calibrate_threshold(model: torch.nn.Module, frames: Frames, device: torch.de
     return thresholds[best], float(ious[best])
 
 
-def _fingerprint(params: TrainParams, shard_paths: Sequence[str | os.PathLike]) -> str:
-    """What a resume state must match: every setting but ``epochs`` and the training data (names and sizes).
+def training_code_digest() -> str:
+    """The source of the networks and of this training loop: a state saved by other code is not resumed."""
+    sources = sorted(Path(models.__file__).parent.glob("*.py")) + [Path(__file__)]
+    digest = hashlib.sha256()
+    for source in sources:
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()
 
-    More epochs with the same settings go on from the state (the learning rate is constant).
+
+def _fingerprint(params: TrainParams, shard_paths: Sequence[str | os.PathLike]) -> str:
+    """What a resume state must match: every setting but ``epochs``, the training data (names and sizes) and code.
+
+    More epochs with the same settings go on from the state (the learning rate is constant). A change to
+    the networks or the loop (which DVC re-runs the stage for) trains from the start.
     """
     settings = params.model_dump(mode="json", exclude={"epochs"})
     data = [(Path(p).name, Path(p).stat().st_size) for p in shard_paths]
-    return hashlib.sha256(json.dumps([settings, data], sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(json.dumps([settings, data, training_code_digest()], sort_keys=True).encode()).hexdigest()
 
 
 def _distributed() -> tuple[int, int]:
@@ -281,7 +292,7 @@ def train(
             if rank == 0:
                 log(f"resuming from the checkpoint of epoch {start_epoch} in {state_path}")
         elif rank == 0:
-            log(f"{state_path} is of other settings or data: training from the start")
+            log(f"{state_path} is of other settings, data or code: training from the start")
     wrapped: torch.nn.Module = model
     if world > 1:
         device_ids = [device.index] if device.type == "cuda" else None

@@ -179,7 +179,7 @@ def test_other_settings_start_over(tmp_path):
     train(shards, tmp_path / "model.pt", tmp_path / "state", TINY.model_copy(update={"epochs": 1}))
     messages = []
     train(shards, tmp_path / "model.pt", tmp_path / "state", TINY.model_copy(update={"lr": 0.01}), log=messages.append)
-    assert any("other settings or data" in m for m in messages)
+    assert any("other settings, data or code" in m for m in messages)
     more = []
     train(
         shards,
@@ -189,6 +189,16 @@ def test_other_settings_start_over(tmp_path):
         log=more.append,
     )
     assert any("resuming from the checkpoint of epoch 2" in m for m in more)
+
+
+def test_changed_training_code_starts_over(tmp_path, monkeypatch):
+    """DVC re-runs train when models/ or the loop change; the old state must not be passed off as the new model."""
+    shards = make_shards(tmp_path / "shards")
+    train(shards, tmp_path / "model.pt", tmp_path / "state", TINY.model_copy(update={"epochs": 1}))
+    monkeypatch.setattr("motionmasks.train.training_code_digest", lambda: "other code")
+    messages = []
+    train(shards, tmp_path / "model.pt", tmp_path / "state", TINY.model_copy(update={"epochs": 1}), log=messages.append)
+    assert any("other settings, data or code" in m for m in messages)
 
 
 def test_ddp_on_two_cpu_processes_with_gloo(tmp_path):
