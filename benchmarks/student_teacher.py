@@ -163,15 +163,17 @@ def main() -> None:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     state = project / "data/train/state/state.pt"
     # a rerun resumes training: only the epochs this run trained count towards its speed
-    epochs_before = len(_history(state)) if state.exists() else 0
+    before = _history(state) if state.exists() else []
     seconds = {}
     for target in ("prune", "train", "evaluate"):  # each with what it needs; timed apart for the budget
         start = time.perf_counter()
         subprocess.run([*CLI, "run", target], cwd=project, check=True, env=env)
         seconds[target] = round(time.perf_counter() - start, 1)
     metrics = {s: json.loads((project / "metrics" / f"{s}.json").read_text()) for s in ("prune", "train", "evaluate")}
-    history = [{k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()} for row in _history(state)]
-    epochs_run = len(history) - epochs_before
+    after = _history(state)
+    # the state of other settings or code is replaced, not extended: then every epoch was trained now
+    epochs_run = len(after) - len(before) if after[: len(before)] == before else len(after)
+    history = [{k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()} for row in after]
 
     out = args.work / "dev"
     shutil.rmtree(out, ignore_errors=True)
