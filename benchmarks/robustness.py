@@ -12,9 +12,12 @@ those 30 sequences (whole sequences, chosen by ``train.val_fraction`` and
     .venv/bin/python benchmarks/robustness.py [--epochs 3] [--every 2] [--setting erode:9 ...]
 
 Settings are KIND:AMOUNT (``none:0``, ``erode:9``, ``dilate:9``,
-``truncate:0.25``, ...). Solver settings are the project's params.yaml train
-group; ``--epochs`` overrides its budget. Writes
-benchmarks/results/robustness.json.
+``truncate:0.25``, ...), or ``teacher:DIR`` to train from the masks
+``motionmasks segment`` wrote for these frames into DIR (pseudo-masks against
+true masks on the same frames and the same judge). Solver settings are the
+project's params.yaml train group; ``--epochs`` overrides its budget,
+``--set train.KEY=VALUE`` changes one. Writes benchmarks/results/robustness.json
+(``--out``).
 """
 
 from __future__ import annotations
@@ -63,6 +66,18 @@ def load_sequences(every: int, max_side: int) -> dict[str, tuple[np.ndarray, np.
     return sequences
 
 
+def teacher_masks(folder: Path, sequence: str, every: int, size: tuple[int, int]) -> np.ndarray:
+    """The soft masks ``motionmasks segment`` wrote for a sequence's frames, at the working size (8-bit)."""
+    paths = frame_files(DAVIS / "JPEGImages" / "240p" / sequence)[::every]
+    masks = []
+    for path in paths:
+        mask = cv2.imread(str(folder / sequence / f"{path.stem}.png"), cv2.IMREAD_GRAYSCALE)
+        if mask is None:
+            sys.exit(f"{folder / sequence / path.stem}.png: no teacher mask (run motionmasks segment first)")
+        masks.append(cv2.resize(mask, (size[1], size[0]), interpolation=cv2.INTER_AREA))
+    return np.stack(masks)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=3)
@@ -100,10 +115,14 @@ def main() -> None:
     rows = []
     for setting in args.setting or DEFAULT_SETTINGS:
         kind, _, amount = setting.partition(":")
-        folder = args.work / "-".join([setting.replace(":", "-"), *sorted(args.assignments)])
+        name = kind if kind == "teacher" else setting.replace(":", "-")
+        folder = args.work / "-".join([name, *sorted(args.assignments)])
         shards = []
         for seq, (images, masks) in sequences.items():
-            degraded = np.stack([degrade_mask(m, kind, float(amount or 0)) for m in masks])
+            if kind == "teacher":  # the motion segmenter's masks of these frames (`motionmasks segment` PNGs)
+                degraded = teacher_masks(Path(amount), seq, args.every, masks.shape[1:])
+            else:
+                degraded = np.stack([degrade_mask(m, kind, float(amount or 0)) for m in masks])
             path = folder / "shards" / f"{seq}.npz"
             n = len(images)
             write_training_shard(path, TrainingShard(seq, images, degraded, np.arange(n), np.zeros(n)))
