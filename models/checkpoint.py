@@ -79,4 +79,4 @@ def load_masknet(path: str | os.PathLike) -> tuple[MaskNet, dict[str, Any]]:
 def load_trunk(path: str | os.PathLike) -> AlexNetTrunk:
     """The AlexNet trunk (conv1-conv5, fc6, fc7) of a mask ConvNet checkpoint, for transfer."""
     model, _ = load_masknet(path)
-    return model.trunk
+    return model.trunk.requires_grad_(True)  # every layer trainable; the transfer chooses what to freeze

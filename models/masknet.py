@@ -51,6 +51,10 @@ class MaskNet(nn.Module):
             assert to_logit.bias is not None
             nn.init.zeros_(to_logit.bias)
             self.head = nn.Sequential(nn.Conv2d(c5, c5, 3, padding=1), nn.ReLU(inplace=True), to_logit)
+            # fc6/fc7 take no part in this head's masks: frozen, so DDP (which insists that every trainable
+            # parameter gets a gradient) and the optimiser leave them as initialised
+            for layer in (self.trunk.fc6, self.trunk.fc7):
+                layer.requires_grad_(False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, 227, 227) normalised images -> (B, s, s) mask logits."""

@@ -165,7 +165,7 @@ class TrainParams(_Group):
         True  # after every conv and fc; false = the paper's plain AlexNet (measured: learns nothing here)
     )
     width: float = Field(1.0, gt=0, le=4)  # channels x this (1.0 = Caffe's AlexNet)
-    head: Literal["fc", "conv"] = "fc"  # fc: the paper's Linear(fc7 -> 56x56); conv: 3x3 + 1x1 convs on conv5
+    head: Literal["fc", "conv"] = "conv"  # conv: 3x3 + 1x1 convs on conv5; fc: the paper's Linear(fc7 -> 56x56)
     dropout: float = Field(0.5, ge=0, lt=1)  # after fc6 and fc7
     output_size: int = Field(56, ge=4, le=227)  # the paper's 56 x 56 mask
     negative_below: float = Field(0.4, ge=0, le=1)  # trimap: soft mask < 0.4 is background ...
@@ -175,7 +175,7 @@ class TrainParams(_Group):
     epochs: int = Field(8, ge=1, le=100_000)
     batch_size: int = Field(32, ge=1, le=4096)  # per process (per GPU under torchrun)
     optimizer: Literal["sgd", "adam"] = "sgd"
-    lr: float = Field(0.01, gt=0, le=10)
+    lr: float = Field(1e-4, gt=0, le=10)  # for the conv head; the fc head wants 0.01
     momentum: float = Field(0.9, ge=0, lt=1)  # sgd only
     weight_decay: float = Field(5e-4, ge=0, le=1)
     val_fraction: float = Field(0.2, ge=0, lt=1)  # videos held out for the per-epoch IoU (whole videos)

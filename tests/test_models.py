@@ -54,6 +54,10 @@ def test_checkpoint_round_trip_and_trunk(tmp_path):
     assert torch.equal(loaded(images), model(images))
     trunk = load_trunk(path)
     assert torch.equal(trunk.conv1[0].weight, model.trunk.conv1[0].weight)
+    # the conv head does not use fc6/fc7, so training leaves them frozen; the trunk for transfer is all trainable
+    assert not any(p.requires_grad for p in model.trunk.fc6.parameters())
+    assert all(p.requires_grad for p in model.trunk.conv5.parameters())
+    assert all(p.requires_grad for p in trunk.parameters())
 
 
 def test_not_a_checkpoint_is_refused_by_name(tmp_path):
