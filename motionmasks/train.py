@@ -212,13 +212,18 @@ def training_code_digest() -> str:
 
 
 def _fingerprint(params: TrainParams, shard_paths: Sequence[str | os.PathLike]) -> str:
-    """What a resume state must match: every setting but ``epochs``, the training data (names and sizes) and code.
+    """What a resume state must match: every setting but ``epochs``, the training data and the code.
 
-    More epochs with the same settings go on from the state (the learning rate is constant). A change to
-    the networks or the loop (which DVC re-runs the stage for) trains from the start.
+    More epochs with the same settings go on from the state (the learning rate is constant). New masks
+    of the same frames (an upstream parameter changed) or a change to the networks or the loop (both
+    re-run the stage under DVC) train from the start. The data is hashed by content: rewritten shards
+    keep their names and, uncompressed, their sizes.
     """
     settings = params.model_dump(mode="json", exclude={"epochs"})
-    data = [(Path(p).name, Path(p).stat().st_size) for p in shard_paths]
+    data = []
+    for path in shard_paths:
+        with open(path, "rb") as stream:
+            data.append((Path(path).name, hashlib.file_digest(stream, "sha256").hexdigest()))
     return hashlib.sha256(json.dumps([settings, data, training_code_digest()], sort_keys=True).encode()).hexdigest()
 
 

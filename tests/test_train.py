@@ -191,6 +191,18 @@ def test_other_settings_start_over(tmp_path):
     assert any("resuming from the checkpoint of epoch 2" in m for m in more)
 
 
+def test_new_masks_of_the_same_frames_start_over(tmp_path):
+    """A changed upstream parameter rewrites the shards with the same names and sizes: not the same data."""
+    shards = make_shards(tmp_path / "shards", seed=0)
+    train(shards, tmp_path / "model.pt", tmp_path / "state", TINY.model_copy(update={"epochs": 1}))
+    before = [p.stat().st_size for p in shards]
+    shards = make_shards(tmp_path / "shards", seed=1)
+    assert [p.stat().st_size for p in shards] == before
+    messages = []
+    train(shards, tmp_path / "model.pt", tmp_path / "state", TINY.model_copy(update={"epochs": 1}), log=messages.append)
+    assert any("other settings, data or code" in m for m in messages)
+
+
 def test_changed_training_code_starts_over(tmp_path, monkeypatch):
     """DVC re-runs train when models/ or the loop change; the old state must not be passed off as the new model."""
     shards = make_shards(tmp_path / "shards")
