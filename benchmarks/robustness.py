@@ -23,7 +23,6 @@ project's params.yaml train group; ``--epochs`` overrides its budget,
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -41,8 +40,8 @@ sys.path.insert(0, str(ROOT))
 from models.checkpoint import load_masknet  # noqa: E402
 from motionmasks.convnet import centred_prior  # noqa: E402
 from motionmasks.evaluate import iou, read_truth_mask  # noqa: E402
-from motionmasks.formats import TrainingShard, write_training_shard  # noqa: E402
-from motionmasks.params import load_params  # noqa: E402
+from motionmasks.formats import TrainingShard, write_json, write_training_shard  # noqa: E402
+from motionmasks.params import ParamsError, load_params, parse_params  # noqa: E402
 from motionmasks.prune import degrade_mask  # noqa: E402
 from motionmasks.train import Frames, held_out_iou, held_out_videos, train  # noqa: E402
 from motionmasks.video import fit_max_side, frame_files  # noqa: E402
@@ -96,15 +95,18 @@ def main() -> None:
     args = parser.parse_args()
     if not DAVIS.is_dir():
         sys.exit(f"{DAVIS} is not here: this benchmark needs ../shared")
-    params = load_params(ROOT / "params.yaml")
-    overrides: dict[str, object] = {"epochs": args.epochs}
+    raw = load_params(ROOT / "params.yaml").model_dump(mode="json")
+    raw["train"]["epochs"] = args.epochs
     for assignment in args.assignments:
         key, _, value = assignment.partition("=")
         if not key.startswith("train.") or not _:
             sys.exit(f"--set {assignment}: expected train.KEY=VALUE")
-        overrides[key.removeprefix("train.")] = yaml.safe_load(value)
-    # validated like params.yaml itself, so a wrong key or value says what to fix
-    solver = type(params.train).model_validate({**params.train.model_dump(), **overrides})
+        raw["train"][key.removeprefix("train.")] = yaml.safe_load(value)
+    try:  # validated like params.yaml itself, so a wrong key or value says what to fix
+        params = parse_params(raw, "params.yaml with --epochs/--set")
+    except ParamsError as exc:
+        sys.exit(str(exc))
+    solver = params.train
     sequences = load_sequences(args.every, params.shots.working_max_side)
     held_out = held_out_videos(list(sequences), solver.val_fraction, solver.seed)
     truth = Frames(
@@ -163,7 +165,7 @@ def main() -> None:
         "table": rows,
     }
     out = args.out
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(results, out)  # atomic: a killed run leaves the last results whole
     for row in rows:
         print(f"{row['setting']:16} J {row['held_out_J_vs_true_masks']:.3f}")
     print(f"wrote {out}")

@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 from motionmasks.convnet import centred_prior  # noqa: E402
 from motionmasks.evaluate import frame_scores, read_truth_mask  # noqa: E402
+from motionmasks.formats import write_json  # noqa: E402
 from motionmasks.video import frame_files  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
@@ -222,7 +223,7 @@ def main() -> None:
         "dev_seconds": {"teacher": round(teacher_seconds, 1), "student": round(student_seconds, 1)},
     }
     target = ROOT / "benchmarks" / "results" / "student_teacher.json"
-    target.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(results, target)  # atomic: a killed run leaves the last results whole
     print(f"{'davis2016-dev @0.5':20} {'J':>6} {'prec':>6} {'recall':>6}")
     for name, row in dev.items():
         print(f"{name:20} {row['mean_J']:6.3f} {row['mean_precision']:6.3f} {row['mean_recall']:6.3f}")
