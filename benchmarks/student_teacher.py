@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 from motionmasks.convnet import centred_prior  # noqa: E402
 from motionmasks.evaluate import frame_scores, read_truth_mask  # noqa: E402
 from motionmasks.formats import write_json  # noqa: E402
+from motionmasks.params import ParamsError, parse_params  # noqa: E402
 from motionmasks.video import frame_files  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
@@ -80,6 +81,13 @@ def _set(params: dict, assignment: str) -> None:
 
 def prepare(work: Path, assignments: list[str]) -> Path:
     """The project copy: this checkout's code and dvc.yaml, params.yaml with the experiment's settings."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for assignment in assignments:
+        _set(params, assignment)
+    try:  # before anything is copied or run: a wrong --set names the key and what is allowed
+        parse_params(params, "params.yaml with --set", complete=True)
+    except ParamsError as exc:
+        raise SystemExit(str(exc)) from None
     project = work / "project"
     fresh = not (project / ".dvc").is_dir()
     project.mkdir(parents=True, exist_ok=True)
@@ -93,11 +101,8 @@ def prepare(work: Path, assignments: list[str]) -> Path:
     if manifest["id"].duplicated().any():
         raise SystemExit(f"duplicate video ids: {sorted(manifest['id'][manifest['id'].duplicated()])}")
     manifest.to_csv(project / "manifest.csv", index=False)
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["download"]["manifest"] = "manifest.csv"
     params["evaluate"]["davis_annotations"] = str(TRAIN_MASKS)
-    for assignment in assignments:
-        _set(params, assignment)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     if fresh:
         for command in (  # a clone has commits: dvclive (the train stage) names runs after the revision
