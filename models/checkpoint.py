@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +55,18 @@ def save_masknet(path: str | os.PathLike, model: MaskNet, info: dict[str, Any] |
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols before refusing them
+            warnings.simplefilter("ignore", UserWarning)
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint") from None
     except Exception as exc:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+        # torch's own message for a pickle it refuses is a page long and advises weights_only=False,
+        # which would run whatever code the file holds: say what the file is not, briefly
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        if "weights_only" in reason or "Weights only" in reason:
+            reason = "not a file written by torch.save of tensors (refused: loading it could run code)"
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {reason})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise CheckpointError(f"{path}: not a motionmasks checkpoint (format {found!r}, expected {FORMAT!r})")

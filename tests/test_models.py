@@ -69,6 +69,11 @@ def test_not_a_checkpoint_is_refused_by_name(tmp_path):
     junk.write_bytes(b"not a zip")
     with pytest.raises(CheckpointError, match="junk.pt"):
         load_masknet(junk)
+    pickled = tmp_path / "pickled.pt"
+    pickled.write_bytes(bytes(range(128, 228)))  # not a zip: torch falls back to the legacy unpickler
+    with pytest.raises(CheckpointError, match="pickled.pt: not a readable checkpoint") as refused:
+        load_masknet(pickled)
+    assert "weights_only=False" not in str(refused.value) and "\n" not in str(refused.value)
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         load_masknet(tmp_path / "missing.pt")
 
