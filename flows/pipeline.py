@@ -26,6 +26,8 @@ import yaml
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from flows.stage import artifact_key
+
 DASHBOARD_API = "http://127.0.0.1:4200/api"
 
 
@@ -242,7 +244,7 @@ def run_stage(root: Path, name: str, reasons: list[str], force: bool, metric_pat
     if metrics:
         create_table_artifact(
             [{"metric": k, "value": v} for k, v in sorted(metrics.items()) if not isinstance(v, (dict, list))],
-            key=f"pipeline-{name}-metrics".replace("_", "-"),
+            key=artifact_key("pipeline", f"{name}-metrics"),
             description=f"Metrics of stage `{name}` after this pipeline run",
         )
     return {

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -26,8 +27,8 @@ class StageFailed(RuntimeError):
 
 
 def artifact_key(stage: str, what: str) -> str:
-    # Prefect keys allow lowercase letters, digits and dashes only.
-    return f"{stage}-{what}".lower().replace("_", "-")
+    # Prefect keys allow lowercase letters, digits and dashes only (matrix stages are named transfer@a-b-c).
+    return re.sub(r"[^a-z0-9-]", "-", f"{stage}-{what}".lower())
 
 
 def publish_metrics(stage: str, metrics: dict[str, Any], path: Path) -> None:

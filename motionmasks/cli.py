@@ -5,6 +5,8 @@ motionmasks status                      which stages are up to date, which would
 motionmasks dashboard                   a persistent local Prefect server + UI with every run
 motionmasks segment INPUT... --out DIR  label-free soft masks (8-bit PNG per frame) for videos or frame folders
 motionmasks score --pred DIR --gt DIR   DAVIS J / precision / recall of mask folders
+motionmasks transfer --train D --test D --trunk CKPT|random --freeze DEPTH --out DIR
+                                        one Fast R-CNN transfer setting on any VOC or COCO dataset
 """
 
 from __future__ import annotations
@@ -400,6 +402,89 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_transfer(args: argparse.Namespace) -> int:
+    """One transfer setting outside the pipeline: the transfer stage's code and metrics."""
+    import yaml
+
+    from motionmasks.detection import DatasetError, load_dataset
+    from motionmasks.formats import NotOurFolderError, atomic_dir, check_replaceable, write_json
+    from motionmasks.params import Params, ParamsError, load_params, parse_params
+    from motionmasks.proposals import propose_all
+    from motionmasks.transfer import RANDOM, TransferError, TransferSettings, run_transfer
+
+    def fail(message: str) -> int:
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+    try:
+        params = load_params(args.params) if args.params.is_file() else Params()
+        if args.assignments:
+            raw = params.model_dump(mode="json")
+            for assignment in args.assignments:
+                key, sep, value = assignment.partition("=")
+                if not sep:
+                    return fail(
+                        f"--set {assignment}: expected KEY=VALUE, a key of transfer.solver (e.g. iterations=400)"
+                    )
+                raw["transfer"]["solver"][key.removeprefix("transfer.solver.")] = yaml.safe_load(value)
+            params = parse_params(raw, f"{args.params} with --set")
+    except ParamsError as exc:
+        return fail(str(exc))
+    if args.trunk != RANDOM and not Path(args.trunk).is_file():
+        return fail(f"--trunk {args.trunk}: no such checkpoint (give a mask ConvNet's .pt, or 'random')")
+    try:
+        check_replaceable(args.out)
+    except NotOurFolderError as exc:
+        return fail(f"{exc}; choose another --out")
+    datasets = {}
+    for split, location in (("train", args.train), ("test", args.test)):
+        try:
+            images, report = load_dataset(location)
+        except DatasetError as exc:
+            return fail(f"--{split}: {exc}")
+        for item, reason in report.failures:
+            print(f"warning: {split}: skipped {item}: {reason}", file=sys.stderr)
+        print(f"{split}: {location}: " + ", ".join(f"{k} {v}" for k, v in report.as_metrics().items()))
+        datasets[split] = (images, report)
+    settings = params.proposals.model_dump(exclude={"max_failure_fraction"})
+    proposals = {}
+    for split, (images, _) in datasets.items():
+        print(f"{split}: selective search on {len(images)} images ...", flush=True)
+        found, failed = propose_all(images, settings, args.workers)
+        for item, reason in failed:
+            print(f"warning: {split}: no proposals for {item}: {reason}", file=sys.stderr)
+        proposals[split] = found
+    train_images = [i for i in datasets["train"][0] if i.image in proposals["train"]]
+    test_images = [i for i in datasets["test"][0] if i.image in proposals["test"]]
+    try:
+        metrics, timing = run_transfer(
+            train_images,
+            proposals["train"],
+            test_images,
+            proposals["test"],
+            trunk=args.trunk,
+            depth=args.freeze,
+            train_size=args.train_size,
+            settings=TransferSettings(**params.transfer.solver.model_dump()),
+            random_like={"width": params.train.width, "batch_norm": params.train.batch_norm},
+            log=lambda line: print(line, flush=True),
+        )
+    except TransferError as exc:
+        return fail(str(exc))
+    metrics["trunk"] = RANDOM if args.trunk == RANDOM else str(args.trunk)
+    for split, (_, report) in datasets.items():
+        metrics[f"{split}_dataset"] = report.as_metrics()
+    try:
+        with atomic_dir(args.out) as tmp:
+            write_json(metrics, tmp / "metrics.json")
+            write_json({k: round(v, 3) for k, v in timing.items()}, tmp / "timing.json")
+    except NotOurFolderError as exc:
+        return fail(f"{exc}; choose another --out")
+    print(f"mAP {metrics['mAP']} (11-point {metrics['mAP_11point']}); per class: {metrics['AP']}")
+    print(f"written: {args.out / 'metrics.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="motionmasks",
@@ -471,6 +556,47 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to write the scores: a file, or a folder for FOLDER/scores.json (default: PRED/scores.json)",
     )
     score.set_defaults(func=cmd_score)
+
+    transfer = sub.add_parser(
+        "transfer",
+        help="fine-tune a Fast R-CNN on a trunk and score VOC AP on any VOC or COCO dataset",
+        description="One transfer setting (paper section 6): selective-search proposals, a Fast R-CNN "
+        "on the trunk fine-tuned with convX and below frozen, VOC average precision at IoU 0.5 on the "
+        "test set. Datasets are a VOC folder (Annotations/ + JPEGImages/, or .xml beside the images), a "
+        "COCO folder or a COCO .json. The solver and proposal settings are params.yaml's (transfer.solver, "
+        "proposals). Writes OUT/metrics.json (the transfer stage's metrics) and OUT/timing.json.",
+    )
+    transfer.add_argument("--train", type=Path, required=True, help="training set (VOC or COCO)")
+    transfer.add_argument("--test", type=Path, required=True, help="test set (VOC or COCO)")
+    transfer.add_argument("--trunk", required=True, help="a mask ConvNet checkpoint (.pt), or 'random'")
+    transfer.add_argument(
+        "--freeze",
+        required=True,
+        choices=["all", "c1", "c2", "c3", "c4", "c5"],
+        help="fine-tuning depth: all trains every layer; cX freezes convX and below (the paper's >cX)",
+    )
+    transfer.add_argument(
+        "--train-size", type=int, default=None, help="train on N images drawn at random (default: all)"
+    )
+    transfer.add_argument("--out", type=Path, required=True, help="output folder")
+    transfer.add_argument(
+        "--params",
+        type=Path,
+        default=Path("params.yaml"),
+        help="settings file (default: params.yaml if present, else built-in defaults)",
+    )
+    transfer.add_argument(
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a transfer.solver setting over the params file (e.g. iterations=400)",
+    )
+    transfer.add_argument(
+        "--workers", type=int, default=None, help="processes for the proposals (default: one per core)"
+    )
+    transfer.set_defaults(func=cmd_transfer)
     return parser
 
 

@@ -216,6 +216,65 @@ class EvaluateParams(_Group):
         return value
 
 
+class DetectionParams(_Group):
+    """The transfer test's detection dataset: where it is, and the synthetic default the stage generates."""
+
+    train: str = "data/detection/train"  # a VOC folder, a COCO folder or a COCO .json
+    test: str = "data/detection/test"
+    synthetic_train: int = Field(60, ge=1, le=100_000)  # images of the generated default set
+    synthetic_test: int = Field(30, ge=1, le=100_000)
+    width: int = Field(256, ge=64, le=4096)
+    height: int = Field(192, ge=64, le=4096)
+    max_objects: int = Field(3, ge=1, le=20)  # objects per image drawn from 1..max_objects
+    seed: int = 0
+
+
+class ProposalsParams(_Group):
+    """Selective search (OpenCV ximgproc), once per image of both sets."""
+
+    mode: Literal["fast", "quality", "single"] = "fast"  # the original's fast mode by default
+    max_side: int = Field(300, ge=32, le=4096)  # searched at this size (longer side, px); boxes scaled back
+    max_proposals: int = Field(300, ge=1, le=20_000)  # per image, in selective search's rank order
+    min_side: float = Field(8.0, ge=1, le=1000)  # px in the image: thinner boxes are dropped
+    max_failure_fraction: float = Field(0.5, ge=0, le=1)
+
+
+class TransferSolver(_Group):
+    """Fast R-CNN's fine-tuning and testing (motionmasks.transfer.TransferSettings)."""
+
+    max_side: int = Field(400, ge=64, le=4096)  # images rescaled so the longer side is this (px)
+    iterations: int = Field(1000, ge=1, le=10_000_000)  # SGD steps; lr / 10 for the last quarter
+    images_per_batch: int = Field(2, ge=1, le=256)
+    rois_per_image: int = Field(64, ge=1, le=4096)
+    foreground_fraction: float = Field(0.25, gt=0, le=1)
+    lr: float = Field(0.001, gt=0, le=10)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(5e-4, ge=0, le=1)
+    flip: bool = True
+    score_threshold: float = Field(0.01, ge=0, lt=1)
+    nms_threshold: float = Field(0.3, gt=0, le=1)
+    detections_per_image: int = Field(100, ge=1, le=10_000)
+    seed: int = 0
+
+
+class TransferParams(_Group):
+    """The settings DVC's matrix runs (each its own cached stage) and the solver they share."""
+
+    trunks: list[Literal["motion", "random"]] = ["motion", "random"]  # motion: the train stage's ConvNet
+    depths: list[Literal["all", "c1", "c2", "c3", "c4", "c5"]] = ["all", "c1", "c2", "c3", "c4", "c5"]
+    train_sizes: list[int | Literal["all"]] = ["all"]  # images drawn from the training set (the paper's scarce: 150)
+    solver: TransferSolver = TransferSolver()
+
+    @field_validator("trunks", "depths", "train_sizes")
+    @classmethod
+    def _distinct(cls, value: list) -> list:
+        if not value or len(set(map(str, value))) != len(value):
+            raise ValueError(f"must be a non-empty list without repeats, got {value}")
+        if any(isinstance(v, int) and v < 1 for v in value):
+            raise ValueError(f"training-set sizes must be at least 1 (or 'all'), got {value}")
+        return value
+
+
 class RuntimeParams(_Group):
     """Where per-item work runs. Changes no result, so no stage lists it."""
 
@@ -234,6 +293,9 @@ class Params(_Group):
     prune: PruneParams = PruneParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
+    detection: DetectionParams = DetectionParams()
+    proposals: ProposalsParams = ProposalsParams()
+    transfer: TransferParams = TransferParams()
     runtime: RuntimeParams = RuntimeParams()
 
 
@@ -250,7 +312,15 @@ def _describe(error: Any) -> str:  # a pydantic ErrorDetails
 
 
 # What dvc.yaml itself reads from params.yaml (``${...}``): without them DVC cannot even parse the pipeline.
-PIPELINE_KEYS = ("download.manifest",)
+PIPELINE_KEYS = (
+    "download.manifest",
+    "detection.train",
+    "detection.test",
+    "transfer.trunks",
+    "transfer.depths",
+    "transfer.train_sizes",
+    "transfer.solver",
+)
 
 
 def parse_params(raw: Any, source: str = "params.yaml", *, complete: bool = False) -> Params:

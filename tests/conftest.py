@@ -41,12 +41,24 @@ def shared_path(*parts: str) -> Path:
 
 # A tiny, short training for end-to-end tests: the pipeline's shape without the paper's 71M weights.
 FAST_TRAIN = {"width": 0.125, "epochs": 2, "batch_size": 8}
+# ... and a tiny transfer test: two depths, a few small images, a few SGD steps.
+FAST_DETECTION = {"synthetic_train": 8, "synthetic_test": 4, "width": 128, "height": 96}
+FAST_PROPOSALS = {"max_side": 128, "max_proposals": 60}
+FAST_TRANSFER = {"depths": ["all", "c5"], "solver": {"max_side": 128, "iterations": 3, "rois_per_image": 16}}
+
+
+def _merge(into: dict, values: dict) -> None:
+    for key, value in values.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
 
 
 def project_copy(root: Path, overrides: dict) -> Path:
     """A copy of this project (code, dvc.yaml, params.yaml with ``overrides`` per group) in a fresh git + DVC repo.
 
-    The train group gets :data:`FAST_TRAIN` unless ``overrides`` names it.
+    The train, detection, proposals and transfer groups get the FAST_* settings (``overrides`` win).
     """
     import shutil
     import subprocess
@@ -60,8 +72,9 @@ def project_copy(root: Path, overrides: dict) -> Path:
     for name in ("flows", "tasks", "motionmasks", "models"):
         shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((root / "params.yaml").read_text())
-    for group, values in {"train": FAST_TRAIN, **overrides}.items():
-        params[group].update(values)
+    fast = {"train": FAST_TRAIN, "detection": FAST_DETECTION, "proposals": FAST_PROPOSALS, "transfer": FAST_TRANSFER}
+    for values in (fast, overrides):
+        _merge(params, values)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # a clone has commits (dvclive names its runs after the revision): commit the copy once
     for cmd in (

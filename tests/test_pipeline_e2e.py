@@ -219,3 +219,26 @@ def test_segment_checkpoint_writes_the_students_masks_that_evaluate_scored(proje
     per_video = pd.read_csv(project / "plots/evaluate_per_video.csv").set_index("video")
     assert float(np.mean(scores)) == pytest.approx(per_video.loc["synth-000", "student_J"], abs=1e-9)
     assert main(["segment", str(source), "--out", str(tmp_path / "x"), "--checkpoint", str(tmp_path)]) == 2
+
+
+def test_run_detects_with_every_setting_and_draws_map_versus_depth(project):
+    import pandas as pd
+
+    proposals = read_json(project / "metrics/proposals.json")
+    assert proposals["train"]["images_with_proposals"] == 8 and proposals["failed"] == 0
+    assert 0 < proposals["train"]["recall_50"] <= 1
+    for trunk in ("motion", "random"):
+        for depth in ("all", "c5"):
+            metrics = read_json(project / f"metrics/transfer/{trunk}-{depth}-all.json")
+            assert metrics["depth"] == depth and metrics["trunk"] == trunk and metrics["train_images"] == 8
+            assert 0 <= metrics["mAP"] <= 1 and "train_seconds" not in metrics
+    plot = pd.read_csv(project / "plots/transfer_map.csv")
+    assert plot["frozen"].tolist() == [0, 5] and {"motion", "random"} <= set(plot.columns)
+
+
+def test_adding_a_depth_runs_just_its_settings(project):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["transfer"]["depths"] = ["all", "c3", "c5"]
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    ran = _reproduce(project)
+    assert sorted(ran) == ["transfer@motion-c3-all", "transfer@random-c3-all", "transfer_summary"]
