@@ -39,11 +39,6 @@ def load_split(table: Path) -> tuple[list[DetectionImage], dict[str, Any]]:
     return images, proposals
 
 
-def setting_name(trunk: str, depth: str, train_size: int | str) -> str:
-    """The name DVC gives the matrix entry (``transfer@<name>``) and its metrics file."""
-    return f"{trunk}-{depth}-{train_size}"
-
-
 @flow(name="transfer", log_prints=True)
 def transfer(
     train_table: Path,
@@ -58,8 +53,6 @@ def transfer(
     from motionmasks.transfer import RANDOM, TransferError, TransferSettings, run_transfer
 
     logger = get_run_logger()
-    if trunk not in params.transfer.trunks or depth not in params.transfer.depths:
-        raise StageFailed(f"transfer: setting {trunk}/{depth} is not in params.yaml's transfer lists")
     train_images, train_proposals = load_split(train_table)
     test_images, test_proposals = load_split(test_table)
     source: str | Path = RANDOM if trunk == "random" else (model_path or "")
@@ -79,10 +72,10 @@ def transfer(
     except TransferError as exc:
         raise StageFailed(f"transfer: {exc}") from None
     metrics = {"trunk": trunk, **{k: v for k, v in metrics.items() if k != "trunk"}}
-    publish_metrics(f"transfer-{setting_name(trunk, depth, train_size or 'all')}", metrics, metrics_path)
+    publish_metrics(f"transfer-{trunk}-{depth}", metrics, metrics_path)
     create_table_artifact(
         [{"measure": k, "value": round(v, 3)} for k, v in timing.items()],
-        key=artifact_key("transfer", f"timing-{setting_name(trunk, depth, train_size or 'all')}"),
+        key=artifact_key("transfer", f"timing-{trunk}-{depth}"),
         description="Time and throughput of this setting (not a DVC metric: it varies run to run)",
     )
     logger.info(
@@ -101,7 +94,7 @@ def _run(args: argparse.Namespace, params: Params) -> None:
         args.test_table,
         args.trunk,
         args.depth,
-        None if args.train_size == "all" else int(args.train_size),
+        None if params.transfer.train_size == "all" else int(params.transfer.train_size),
         args.metrics,
         params,
         model_path=args.model,
@@ -109,17 +102,14 @@ def _run(args: argparse.Namespace, params: Params) -> None:
 
 
 def main() -> None:
-    # The setting's values come on the command line from DVC's matrix; paths as every stage's.
+    # The setting's values come on the command line from dvc.yaml's matrix; paths as every stage's.
     setting = argparse.ArgumentParser(add_help=False)
     setting.add_argument("--trunk", required=True, choices=["motion", "random"])
-    setting.add_argument("--depth", required=True)
-    setting.add_argument("--train-size", dest="train_size", required=True)
+    setting.add_argument("--depth", required=True, choices=["all", "c1", "c2", "c3", "c4", "c5"])
     known, rest = setting.parse_known_args()
-    if known.train_size != "all" and not known.train_size.isdigit():
-        sys.exit(f"error: --train-size must be 'all' or a number, got {known.train_size!r}")
     sys.argv = [sys.argv[0], *rest]
     stage_main(
-        "Fine-tune and score one Fast R-CNN setting (trunk x depth x training-set size).",
+        "Fine-tune and score one Fast R-CNN setting (trunk x depth).",
         {
             "train_table": "training set's detection table (.parquet, from the proposals stage)",
             "test_table": "test set's detection table (.parquet)",

@@ -242,8 +242,8 @@ class ProposalsParams(_Group):
 class TransferSolver(_Group):
     """Fast R-CNN's fine-tuning and testing (motionmasks.transfer.TransferSettings)."""
 
-    max_side: int = Field(400, ge=64, le=4096)  # images rescaled so the longer side is this (px)
-    iterations: int = Field(1000, ge=1, le=10_000_000)  # SGD steps; lr / 10 for the last quarter
+    max_side: int = Field(192, ge=64, le=4096)  # images rescaled so the longer side is this (px)
+    iterations: int = Field(80, ge=1, le=10_000_000)  # SGD steps; lr / 10 for the last quarter
     images_per_batch: int = Field(2, ge=1, le=256)
     rois_per_image: int = Field(64, ge=1, le=4096)
     foreground_fraction: float = Field(0.25, gt=0, le=1)
@@ -258,20 +258,16 @@ class TransferSolver(_Group):
 
 
 class TransferParams(_Group):
-    """The settings DVC's matrix runs (each its own cached stage) and the solver they share."""
+    """What every setting of the transfer stage's matrix (trunk x depth, in dvc.yaml) shares."""
 
-    trunks: list[Literal["motion", "random"]] = ["motion", "random"]  # motion: the train stage's ConvNet
-    depths: list[Literal["all", "c1", "c2", "c3", "c4", "c5"]] = ["all", "c1", "c2", "c3", "c4", "c5"]
-    train_sizes: list[int | Literal["all"]] = ["all"]  # images drawn from the training set (the paper's scarce: 150)
+    train_size: int | Literal["all"] = "all"  # images drawn from the training set (the paper's scarce: 150)
     solver: TransferSolver = TransferSolver()
 
-    @field_validator("trunks", "depths", "train_sizes")
+    @field_validator("train_size")
     @classmethod
-    def _distinct(cls, value: list) -> list:
-        if not value or len(set(map(str, value))) != len(value):
-            raise ValueError(f"must be a non-empty list without repeats, got {value}")
-        if any(isinstance(v, int) and v < 1 for v in value):
-            raise ValueError(f"training-set sizes must be at least 1 (or 'all'), got {value}")
+    def _positive(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"must be at least 1 (or 'all'), got {value}")
         return value
 
 
@@ -316,9 +312,7 @@ PIPELINE_KEYS = (
     "download.manifest",
     "detection.train",
     "detection.test",
-    "transfer.trunks",
-    "transfer.depths",
-    "transfer.train_sizes",
+    "transfer.train_size",
     "transfer.solver",
 )
 

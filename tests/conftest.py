@@ -41,10 +41,10 @@ def shared_path(*parts: str) -> Path:
 
 # A tiny, short training for end-to-end tests: the pipeline's shape without the paper's 71M weights.
 FAST_TRAIN = {"width": 0.125, "epochs": 2, "batch_size": 8}
-# ... and a tiny transfer test: two depths, a few small images, a few SGD steps.
+# ... and a tiny transfer test: a few small images, a few SGD steps.
 FAST_DETECTION = {"synthetic_train": 8, "synthetic_test": 4, "width": 128, "height": 96}
 FAST_PROPOSALS = {"max_side": 128, "max_proposals": 60}
-FAST_TRANSFER = {"depths": ["all", "c5"], "solver": {"max_side": 128, "iterations": 3, "rois_per_image": 16}}
+FAST_TRANSFER = {"solver": {"max_side": 128, "iterations": 3, "rois_per_image": 16}}
 
 
 def _merge(into: dict, values: dict) -> None:

@@ -228,17 +228,21 @@ def test_run_detects_with_every_setting_and_draws_map_versus_depth(project):
     assert proposals["train"]["images_with_proposals"] == 8 and proposals["failed"] == 0
     assert 0 < proposals["train"]["recall_50"] <= 1
     for trunk in ("motion", "random"):
-        for depth in ("all", "c5"):
-            metrics = read_json(project / f"metrics/transfer/{trunk}-{depth}-all.json")
+        for depth in ("all", "c1", "c2", "c3", "c4", "c5"):
+            metrics = read_json(project / f"metrics/transfer/{trunk}-{depth}.json")
             assert metrics["depth"] == depth and metrics["trunk"] == trunk and metrics["train_images"] == 8
             assert 0 <= metrics["mAP"] <= 1 and "train_seconds" not in metrics
     plot = pd.read_csv(project / "plots/transfer_map.csv")
-    assert plot["frozen"].tolist() == [0, 5] and {"motion", "random"} <= set(plot.columns)
+    assert plot["frozen"].tolist() == [0, 1, 2, 3, 4, 5] and {"motion", "random"} <= set(plot.columns)
 
 
-def test_adding_a_depth_runs_just_its_settings(project):
+def test_scarce_labels_rerun_the_settings_and_nothing_upstream(project):
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["transfer"]["depths"] = ["all", "c3", "c5"]
+    params["transfer"]["train_size"] = 5
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     ran = _reproduce(project)
-    assert sorted(ran) == ["transfer@motion-c3-all", "transfer@random-c3-all", "transfer_summary"]
+    assert sorted(ran) == sorted(
+        [f"transfer@{t}-{d}" for t in ("motion", "random") for d in ("all", "c1", "c2", "c3", "c4", "c5")]
+        + ["transfer_summary"]
+    )
+    assert read_json(project / "metrics/transfer/random-c3.json")["train_images"] == 5

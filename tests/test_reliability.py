@@ -453,7 +453,12 @@ def test_no_user_string_reaches_a_shell():
 
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     for name, stage in stages.items():
-        assert "${" not in stage["cmd"], f"stage {name} interpolates a parameter into its shell command"
+        # a matrix stage may interpolate its own values, when dvc.yaml spells them out as plain words
+        matrix = stage.get("matrix", {})
+        for values in matrix.values():
+            assert isinstance(values, list) and all(re.fullmatch(r"[a-z0-9]+", str(v)) for v in values), name
+        command = re.sub(r"\$\{item\.(" + "|".join(matrix) + r")\}", "", stage["cmd"]) if matrix else stage["cmd"]
+        assert "${" not in command, f"stage {name} interpolates a parameter into its shell command"
     code = [p for folder in ("motionmasks", "flows", "tasks", "models") for p in (ROOT / folder).rglob("*.py")]
     for path in code:
         text = path.read_text()
