@@ -430,6 +430,8 @@ def cmd_transfer(args: argparse.Namespace) -> int:
             params = parse_params(raw, f"{args.params} with --set")
     except ParamsError as exc:
         return fail(str(exc))
+    if args.train_size is not None and args.train_size < 1:
+        return fail(f"--train-size {args.train_size}: must be at least 1 (leave it out for every image)")
     if args.trunk != RANDOM and not Path(args.trunk).is_file():
         return fail(f"--trunk {args.trunk}: no such checkpoint (give a mask ConvNet's .pt, or 'random')")
     try:

@@ -201,6 +201,8 @@ def test_transfer_command_refuses_what_it_must_not_touch_or_cannot_read(tiny_set
     assert "no such checkpoint" in capsys.readouterr().err
     assert main([*base, "--trunk", "random", "--out", str(tmp_path / "o"), "--set", "iterations=0"]) == 2
     assert "transfer.solver.iterations" in capsys.readouterr().err
+    assert main([*base, "--trunk", "random", "--out", str(tmp_path / "o"), "--train-size", "0"]) == 2
+    assert "--train-size 0: must be at least 1" in capsys.readouterr().err
     bad = [
         "transfer",
         "--train",
