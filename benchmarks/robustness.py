@@ -97,6 +97,7 @@ def main() -> None:
         sys.exit(f"{DAVIS} is not here: this benchmark needs ../shared")
     raw = load_params(ROOT / "params.yaml").model_dump(mode="json")
     raw["train"]["epochs"] = args.epochs
+    raw["train"]["width"] = 1.0  # the paper's full-width AlexNet, whatever params.yaml gives the embedded default
     for assignment in args.assignments:
         key, _, value = assignment.partition("=")
         if not key.startswith("train.") or not _:

@@ -40,6 +40,7 @@ from motionmasks.detection import DetectionImage, load_dataset, subset  # noqa: 
 from motionmasks.formats import read_json, read_proposal_shard, write_json, write_proposal_shard  # noqa: E402
 from motionmasks.params import ParamsError, parse_params  # noqa: E402
 from motionmasks.proposals import propose_all  # noqa: E402
+from models.checkpoint import read_checkpoint  # noqa: E402
 from motionmasks.transfer import RANDOM, TransferSettings, run_transfer  # noqa: E402
 
 FRUITS = ROOT.parent / "shared" / "data" / "fruits-voc"
@@ -95,6 +96,12 @@ def main() -> None:
         if not sep or not Path(path).is_file():
             sys.exit(f"--trunk {spec}: expected NAME=CHECKPOINT of an existing file")
         trunks[name] = path
+    # The random line is built like the first checkpoint (same widths, same batch
+    # norm), so the lines differ only in their initialisation; without one, like params.yaml.
+    random_like = {"batch_norm": params.train.batch_norm, "width": params.train.width}
+    if len(trunks) > 1:
+        config = read_checkpoint(next(p for n, p in trunks.items() if n != RANDOM))["config"]
+        random_like = {"batch_norm": config["batch_norm"], "width": config["width"]}
     depths = args.depths.split(",")
     sizes = [None if s == "all" else int(s) for s in args.sizes.split(",")]
 
@@ -143,6 +150,7 @@ def main() -> None:
             ),
         },
         "trunks": {name: str(path) for name, path in trunks.items()},
+        "random_trunk_built_like": random_like,
         "table": rows,
     }
     for size in sizes:
@@ -161,7 +169,7 @@ def main() -> None:
                     depth=depth,
                     train_size=size,
                     settings=settings,
-                    random_like={"batch_norm": params.train.batch_norm, "width": params.train.width},
+                    random_like=random_like,
                     log=lambda line: print("  " + line, flush=True),
                 )
                 rows.append(

@@ -1,8 +1,8 @@
 """Stage ``transfer``: one Fast R-CNN setting, fine-tuned and scored (paper §6; ``motionmasks.transfer``).
 
-DVC runs this stage once per entry of its matrix (trunk x fine-tuning depth x
-training-set size, from params.yaml's ``transfer`` lists), each cached on its
-own, so one changed setting re-runs alone. Reads the proposals stage's
+DVC runs this stage once per entry of its matrix (trunk x fine-tuning depth,
+written in dvc.yaml; the training-set size is ``transfer.train_size``), each
+cached on its own, so one changed setting re-runs alone. Reads the proposals stage's
 detection tables and shards; the ``motion`` trunk is the train stage's
 ConvNet. Writes the setting's metrics (VOC AP per class and the mean, area
 and 11-point); timings go to the log and a Prefect artifact, not into the
