@@ -30,7 +30,8 @@ from flows.stage import (
     stage_main,
     videos_of,
 )
-from motionmasks.formats import atomic_dir, read_shot_records, read_table
+from motionmasks.atomic import atomic_dir
+from motionmasks.formats import read_shot_records, read_table
 from motionmasks.params import ConsensusParams, Params
 from tasks.consensus import voting_batch
 

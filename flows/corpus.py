@@ -27,7 +27,8 @@ import pandas as pd
 from prefect import flow, get_run_logger
 
 from flows.stage import publish_metrics, stage_main
-from motionmasks.formats import atomic_dir, write_table
+from motionmasks.atomic import atomic_dir
+from motionmasks.formats import write_table
 from motionmasks.params import CorpusParams
 from motionmasks.synthetic import write_synthetic_corpus
 

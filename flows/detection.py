@@ -19,7 +19,7 @@ from pathlib import Path
 from prefect import flow
 
 from flows.stage import publish_metrics, stage_main
-from motionmasks.formats import atomic_dir
+from motionmasks.atomic import atomic_dir
 from motionmasks.params import DetectionParams
 from motionmasks.synthetic import DETECTION_CLASSES, write_detection_set
 

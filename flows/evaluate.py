@@ -33,10 +33,10 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.stage import publish_failures, publish_metrics, stage_main
 from models.checkpoint import load_masknet
+from motionmasks.atomic import atomic_path
 from motionmasks.convnet import centred_prior, predict_masks
 from motionmasks.evaluate import frame_scores, overlay_gallery, read_truth_mask
 from motionmasks.formats import (
-    atomic_path,
     mask_at_size,
     read_map_shard,
     read_masks,

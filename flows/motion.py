@@ -30,7 +30,8 @@ from flows.stage import (
     stage_main,
     videos_of,
 )
-from motionmasks.formats import atomic_dir, read_shot_records
+from motionmasks.atomic import atomic_dir
+from motionmasks.formats import read_shot_records
 from motionmasks.params import MotionParams, Params
 from tasks.motion import failed_row, saliency_batch
 

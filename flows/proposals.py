@@ -23,8 +23,9 @@ from prefect import flow, get_run_logger
 
 from flows.fanout import batched, make_task_runner
 from flows.stage import StageFailed, check_failure_fraction, publish_failures, publish_metrics, stage_main
+from motionmasks.atomic import atomic_dir
 from motionmasks.detection import DatasetError, load_dataset
-from motionmasks.formats import atomic_dir, write_detection_table
+from motionmasks.formats import write_detection_table
 from motionmasks.params import DetectionParams, Params, ProposalsParams
 from motionmasks.redact import redact_text
 from tasks.proposals import proposals_batch

@@ -16,7 +16,8 @@ from typing import Any
 import pandas as pd
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from motionmasks.formats import ShotRecord, sweep_temporaries, write_json, write_table
+from motionmasks.atomic import sweep_temporaries
+from motionmasks.formats import ShotRecord, write_json, write_table
 from motionmasks.params import Params, ParamsError, load_params
 
 FAILURE_COLUMNS = ["item", "reason"]

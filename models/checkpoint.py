@@ -38,7 +38,7 @@ def save_torch(obj: Any, path: str | os.PathLike) -> None:
     Saved through a buffer: torch names the archive's inner folder after the
     file, and the temporary file's name is random.
     """
-    from motionmasks.formats import atomic_path
+    from motionmasks.atomic import atomic_path
 
     buffer = io.BytesIO()
     torch.save(obj, buffer)

@@ -173,7 +173,7 @@ def _output_problem(source: Path, target: Path, inputs: list[Path]) -> str | Non
 
     No input of the whole command may be the target, inside it, or hold it.
     """
-    from motionmasks.formats import NotOurFolderError, check_replaceable
+    from motionmasks.atomic import NotOurFolderError, check_replaceable
 
     dst = target.resolve()
     for given in inputs:
@@ -229,7 +229,7 @@ def _segment_in_worker(source: Path, target: Path, segmenter: Any, max_pixels: i
 def cmd_segment(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from motionmasks.formats import sweep_temporaries
+    from motionmasks.atomic import sweep_temporaries
     from motionmasks.params import ParamsError
     from motionmasks.video import probe
 
@@ -406,8 +406,9 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     """One transfer setting outside the pipeline: the transfer stage's code and metrics."""
     import yaml
 
+    from motionmasks.atomic import NotOurFolderError, atomic_dir, check_replaceable
     from motionmasks.detection import DatasetError, load_dataset
-    from motionmasks.formats import NotOurFolderError, atomic_dir, check_replaceable, write_json
+    from motionmasks.formats import write_json
     from motionmasks.params import Params, ParamsError, load_params, parse_params
     from motionmasks.proposals import propose_all
     from motionmasks.transfer import RANDOM, TransferError, TransferSettings, run_transfer

@@ -115,7 +115,7 @@ def write_convnet_mask_folder(
     number of frames written.
     """
     from models.checkpoint import load_masknet
-    from motionmasks.formats import atomic_dir
+    from motionmasks.atomic import atomic_dir
     from motionmasks.segment import mask_stems
     from motionmasks.video import probe, read_frames
 

@@ -40,7 +40,8 @@ from urllib.request import url2pathname
 import httpx
 import pandas as pd
 
-from .formats import atomic_dir, atomic_path, read_table, safe_name
+from .atomic import atomic_dir, atomic_path
+from .formats import read_table, safe_name
 from .redact import redact_text, redact_url
 from .video import DEFAULT_MAX_FRAME_PIXELS, VideoError, frame_files, probe
 

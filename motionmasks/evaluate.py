@@ -37,7 +37,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from motionmasks.formats import atomic_path
+from motionmasks.atomic import atomic_path
 
 _MAX_LISTED = 10  # names listed in an error before "and N more"
 

@@ -26,8 +26,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from motionmasks.atomic import atomic_dir
 from motionmasks.consensus import consensus_voting
-from motionmasks.formats import ShotRecord, atomic_dir, mask_at_size, quantise
+from motionmasks.formats import ShotRecord, mask_at_size, quantise
 from motionmasks.motion import motion_saliency
 from motionmasks.shots import split_video
 from motionmasks.video import VideoError, fit_max_side, frame_files, probe, read_frames, resize_max_side

@@ -245,7 +245,7 @@ def read_frames(
 
 def write_video(path: str | Path, frames: Iterator[np.ndarray] | np.ndarray, fps: float) -> None:
     """Write RGB frames as an MPEG-4 (mp4v) file, atomically."""
-    from .formats import atomic_path
+    from .atomic import atomic_path
 
     path = Path(path)
     with atomic_path(path) as tmp:

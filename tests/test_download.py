@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from httpserver import Route, TestServer
 
+from motionmasks.atomic import OWNER_MARKER
 from motionmasks.download import ManifestError, fetch_batch, fetch_one, read_manifest
-from motionmasks.formats import OWNER_MARKER, safe_name
+from motionmasks.formats import safe_name
 from motionmasks.video import FRAME_FOLDER_FPS, write_video
 
 FRAMES, FPS, WIDTH, HEIGHT = 8, 10.0, 48, 32

@@ -2,18 +2,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from motionmasks.atomic import OWNER_MARKER, NotOurFolderError, atomic_dir, atomic_path, sweep_temporaries
 from motionmasks.formats import (
-    OWNER_MARKER,
     MapShard,
-    NotOurFolderError,
-    atomic_dir,
-    atomic_path,
     quantise,
     read_json,
     read_map_shard,
     read_masks,
     read_table,
-    sweep_temporaries,
     write_json,
     write_map_shard,
     write_masks,
@@ -40,6 +36,30 @@ def test_atomic_dir_replaces_a_folder_it_wrote(tmp_path):
         (tmp / "new").write_text("y")
     assert sorted(p.name for p in target.iterdir()) == [OWNER_MARKER, "new"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"]
+
+
+def _write_folder_repeatedly(target: str, writer: int, times: int) -> None:
+
+    for i in range(times):
+        with atomic_dir(target) as tmp:
+            (tmp / "result.txt").write_text(f"{writer} {i}")
+
+
+def test_two_writers_of_one_folder_at_once_both_finish_and_one_whole_result_stays(tmp_path):
+    """Two commands writing the same --out at once: no error, no temporary left, one writer's whole folder."""
+    import multiprocessing
+
+    target = tmp_path / "out"
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=_write_folder_repeatedly, args=(str(target), w, 150)) for w in (1, 2)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(60)
+    assert [w.exitcode for w in writers] == [0, 0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert sorted(p.name for p in target.iterdir()) == [OWNER_MARKER, "result.txt"]
+    assert (target / "result.txt").read_text() in {"1 149", "2 149"}
 
 
 @pytest.mark.parametrize("kind", ["folder", "file", "symlink"])

@@ -19,9 +19,10 @@ import pandas as pd
 import pytest
 from httpserver import Route, TestServer
 
+from motionmasks.atomic import OWNER_MARKER
 from motionmasks.cli import main
 from motionmasks.download import fetch_batch, fetch_one, read_manifest
-from motionmasks.formats import OWNER_MARKER, read_table, safe_name
+from motionmasks.formats import read_table, safe_name
 from motionmasks.params import ParamsError, load_params
 from motionmasks.redact import redact_text, redact_url
 from motionmasks.synthetic import make_video

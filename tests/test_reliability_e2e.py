@@ -5,7 +5,8 @@ and `dvc repro`, reporting to a real Prefect server:
 - a manifest full of bad inputs (zero-byte, truncated and non-video files, one-frame and
   grayscale videos, mixed-size, duplicate-numbered and huge frame folders, hostile ids,
   unknown schemes, missing files): each fails by name, the others go all the way through;
-- SIGKILL in the middle of each per-item stage: the re-run completes, no temporary is
+- a detection dataset at a path with a space and a `$(...)` is read as a path, never run;
+- SIGKILL in the middle of each per-item stage (and of one transfer setting): the re-run completes, no temporary is
   left, and every output is identical to the uninterrupted run's;
 - a second run while one holds the project, and an empty params.yaml: one clear line each.
 """
@@ -42,7 +43,17 @@ TINY = {
 }
 HOSTILE_MANIFEST = "inputs/my videos/$(touch PWNED) list.csv"
 TEMPORARY = re.compile(r"^\..+\.\d+\.[A-Za-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$")
-KILLED_STAGES = ["download", "shots", "motion", "consensus", "prune", "train", "evaluate"]
+KILLED_STAGES = [
+    "download",
+    "shots",
+    "motion",
+    "consensus",
+    "prune",
+    "train",
+    "evaluate",
+    "proposals",
+    "transfer@motion-c3",
+]
 BAD = {  # id -> what its failure reason must say
     "zero-byte": "not a readable video",
     "not-a-video": "not a readable video",
@@ -193,6 +204,29 @@ def test_every_bad_input_fails_by_name_and_the_rest_go_through(project):
     assert metrics["videos_scored"] == 2 and metrics["mean_J@0.5"] > 0.5
 
 
+def test_a_detection_dataset_path_with_a_space_and_a_command_is_only_a_path(project):
+    """The proposals stage reads detection.train/test from params.yaml; DVC's shell never sees them."""
+    root, _ = project
+    params_file = root / "params.yaml"
+    saved = params_file.read_text()
+    params = yaml.safe_load(saved)
+    for split in ("train", "test"):
+        hostile = f"inputs/my data/$(touch PWNED) {split}"
+        shutil.copytree(root / "data/detection" / split, root / hostile)
+        params["detection"][split] = hostile
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        _sh([sys.executable, "-m", "dvc", "repro", "-s", "proposals"], root)
+        metrics = read_json(root / "metrics/proposals.json")
+    finally:
+        params_file.write_text(saved)
+        shutil.rmtree(root / "inputs/my data")
+        _sh([sys.executable, "-m", "dvc", "repro", "-s", "proposals"], root)
+    assert not list(root.rglob("PWNED")) and not Path("PWNED").exists()
+    assert metrics["train"]["dataset"] == "inputs/my data/$(touch PWNED) train"
+    assert metrics["train"]["images_failed"] == 0 and metrics["test"]["images_with_proposals"] > 0
+
+
 def test_outputs_have_ordinary_permissions(project):
     root, _ = project
     umask = os.umask(0o022)
@@ -206,7 +240,8 @@ def test_outputs_have_ordinary_permissions(project):
 def _flow_processes(stage: str) -> list:
     import psutil
 
-    return [proc for proc in psutil.process_iter(["cmdline"]) if f"flows.{stage}" in (proc.info["cmdline"] or [])]
+    module = "flows." + stage.partition("@")[0]  # transfer@motion-c3 runs flows.transfer
+    return [proc for proc in psutil.process_iter(["cmdline"]) if module in (proc.info["cmdline"] or [])]
 
 
 def _has_workers(processes: list) -> bool:
