@@ -55,10 +55,12 @@ def _merge(into: dict, values: dict) -> None:
             into[key] = value
 
 
-def project_copy(root: Path, overrides: dict) -> Path:
+def project_copy(root: Path, overrides: dict, transfer_depths: list[str] | None = None) -> Path:
     """A copy of this project (code, dvc.yaml, params.yaml with ``overrides`` per group) in a fresh git + DVC repo.
 
     The train, detection, proposals and transfer groups get the FAST_* settings (``overrides`` win).
+    ``transfer_depths`` narrows the transfer matrix (each setting is a process: seconds each) for
+    suites that test something else.
     """
     import shutil
     import subprocess
@@ -71,6 +73,10 @@ def project_copy(root: Path, overrides: dict) -> Path:
         shutil.copy(ROOT / name, root / name)
     for name in ("flows", "tasks", "motionmasks", "models"):
         shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    if transfer_depths is not None:
+        dvc_yaml = yaml.safe_load((root / "dvc.yaml").read_text())
+        dvc_yaml["stages"]["transfer"]["matrix"]["depth"] = transfer_depths
+        (root / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml, sort_keys=False))
     params = yaml.safe_load((root / "params.yaml").read_text())
     fast = {"train": FAST_TRAIN, "detection": FAST_DETECTION, "proposals": FAST_PROPOSALS, "transfer": FAST_TRANSFER}
     for values in (fast, overrides):
