@@ -10,7 +10,7 @@ INSTALLED := $(VENV)/.installed
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME := $(CURDIR)/.prefect
 
-.PHONY: run test status dashboard bench clean
+.PHONY: run test reproduce status dashboard bench clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ test: $(INSTALLED)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+
+# CI's results check: run the pipeline, then compare with the committed metrics, plots and
+# dvc.lock (tolerances in motionmasks/reproduce.py). Fails, naming each difference, if not reproduced.
+reproduce: run
+	$(BIN)/motionmasks verify
 
 status: $(INSTALLED)
 	$(BIN)/motionmasks status

@@ -36,11 +36,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from models.checkpoint import read_checkpoint  # noqa: E402
 from motionmasks.detection import DetectionImage, load_dataset, subset  # noqa: E402
 from motionmasks.formats import read_json, read_proposal_shard, write_json, write_proposal_shard  # noqa: E402
 from motionmasks.params import ParamsError, parse_params  # noqa: E402
 from motionmasks.proposals import propose_all  # noqa: E402
-from models.checkpoint import read_checkpoint  # noqa: E402
 from motionmasks.transfer import RANDOM, TransferSettings, run_transfer  # noqa: E402
 
 FRUITS = ROOT.parent / "shared" / "data" / "fruits-voc"

@@ -72,10 +72,12 @@ def consensus(
         "videos": len(items),
         "failed": len(failed),
         "frames": frames,
-        "frames_per_second_per_worker": round(frames / busy, 1) if busy else 0.0,
-        "seconds": round(time.perf_counter() - start, 3),
     }
-    publish_metrics("consensus", metrics, metrics_path)
+    timing = {
+        "seconds": time.perf_counter() - start,
+        "frames_per_second_per_worker": round(frames / busy, 1) if busy else 0.0,
+    }
+    publish_metrics("consensus", metrics, metrics_path, timing)
     check_failure_fraction("consensus", len(failed), len(items), params.max_failure_fraction, failures_path)
     return metrics
 

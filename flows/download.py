@@ -66,6 +66,9 @@ def download(
         )
     }
     rows = map_batches(download_batch, items, batch_size, _crashed, out_dir=str(out_dir), options=options)  # type: ignore[arg-type]
+    as_written = {item["id"]: redact_url(item["url_as_written"]) for item in items}
+    for row in rows:  # the records name each source as the manifest does, never by this checkout's folder
+        row["url"] = as_written.get(row["id"], row["url"])
     ok, failed = record_results("download", pd.DataFrame(rows), fetched_path, failures_path, item="id")
     metrics = {
         "items": len(rows),
@@ -73,9 +76,9 @@ def download(
         "failed": len(failed),
         "bytes": int(ok["bytes"].sum()) if len(ok) else 0,
         "frames": int(ok["frames"].sum()) if len(ok) else 0,
-        "seconds": round(time.perf_counter() - start, 3),
     }
-    publish_metrics("download", metrics, metrics_path)
+    timing = {"seconds": time.perf_counter() - start}
+    publish_metrics("download", metrics, metrics_path, timing)
     check_failure_fraction("download", len(failed), len(rows), params.max_failure_fraction, failures_path)
     return metrics
 

@@ -70,10 +70,12 @@ def motion(
         "parts": len(ok),
         "frames": frames,
         "unreliable_frames": int(ok["unreliable_frames"].sum()),
-        "frames_per_second_per_worker": round(frames / busy, 1) if busy else 0.0,
-        "seconds": round(time.perf_counter() - start, 3),
     }
-    publish_metrics("motion", metrics, metrics_path)
+    timing = {
+        "seconds": time.perf_counter() - start,
+        "frames_per_second_per_worker": round(frames / busy, 1) if busy else 0.0,
+    }
+    publish_metrics("motion", metrics, metrics_path, timing)
     check_failure_fraction("motion", len(failed), len(items), params.max_failure_fraction, failures_path)
     return metrics
 

@@ -70,10 +70,12 @@ def shots(
         "shots_too_short": int((per_shot["status"] == "too_short").sum()),
         "parts_usable": int((table["status"] == "ok").sum()),
         "frames": analysed,
-        "frames_per_second_per_worker": round(analysed / busy, 1) if busy else 0.0,
-        "seconds": round(time.perf_counter() - start, 3),
     }
-    publish_metrics("shots", metrics, metrics_path)
+    timing = {
+        "seconds": time.perf_counter() - start,
+        "frames_per_second_per_worker": round(analysed / busy, 1) if busy else 0.0,
+    }
+    publish_metrics("shots", metrics, metrics_path, timing)
     check_failure_fraction("shots", len(failed), len(items), params.max_failure_fraction, failures_path)
     return metrics
 

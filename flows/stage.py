@@ -32,10 +32,22 @@ def artifact_key(stage: str, what: str) -> str:
     return re.sub(r"[^a-z0-9-]", "-", f"{stage}-{what}".lower())
 
 
-def publish_metrics(stage: str, metrics: dict[str, Any], path: Path) -> None:
+def publish_metrics(stage: str, metrics: dict[str, Any], path: Path, timing: dict[str, float] | None = None) -> None:
+    """Write the stage's metrics JSON (what DVC compares) and show it, with ``timing``, in Prefect.
+
+    Timings never enter the JSON: they differ run to run, and `dvc metrics diff`,
+    `dvc exp show` and CI's reproduction check compare results. They go to the
+    log and to the artifact instead.
+    """
     write_json(metrics, path)
     rows = [{"metric": k, "value": v} for k, v in sorted(metrics.items()) if not isinstance(v, (dict, list))]
+    timing = {k: round(float(v), 3) for k, v in (timing or {}).items()}
+    rows += [{"metric": f"timing: {k}", "value": v} for k, v in timing.items()]
     create_table_artifact(rows, key=artifact_key(stage, "metrics"), description=f"Metrics of stage `{stage}`")
+    if timing:
+        from prefect import get_run_logger
+
+        get_run_logger().info("%s timing: %s", stage, ", ".join(f"{k} {v}" for k, v in timing.items()))
 
 
 def publish_failures(stage: str, failures: pd.DataFrame, path: Path) -> None:

@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_table_artifact
 
-from flows.stage import StageFailed, artifact_key, publish_metrics, stage_main
+from flows.stage import StageFailed, publish_metrics, stage_main
 from motionmasks.detection import DetectionImage
 from motionmasks.formats import read_detection_table, read_proposal_shard
 from motionmasks.params import Params
@@ -72,12 +71,7 @@ def transfer(
     except TransferError as exc:
         raise StageFailed(f"transfer: {exc}") from None
     metrics = {"trunk": trunk, **{k: v for k, v in metrics.items() if k != "trunk"}}
-    publish_metrics(f"transfer-{trunk}-{depth}", metrics, metrics_path)
-    create_table_artifact(
-        [{"measure": k, "value": round(v, 3)} for k, v in timing.items()],
-        key=artifact_key("transfer", f"timing-{trunk}-{depth}"),
-        description="Time and throughput of this setting (not a DVC metric: it varies run to run)",
-    )
+    publish_metrics(f"transfer-{trunk}-{depth}", metrics, metrics_path, timing)
     logger.info(
         "mAP %.3f (11-point %.3f); training %.1f images/s, test %.1f images/s",
         metrics["mAP"] or 0.0,

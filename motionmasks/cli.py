@@ -2,6 +2,7 @@
 
 motionmasks run [STAGE ...] [--force]   run the pipeline (only what changed re-runs)
 motionmasks status                      which stages are up to date, which would re-run and why
+motionmasks verify [--against REV]      did this run reproduce the committed metrics, plots and dvc.lock?
 motionmasks dashboard                   a persistent local Prefect server + UI with every run
 motionmasks segment INPUT... --out DIR  label-free soft masks (8-bit PNG per frame) for videos or frame folders
 motionmasks score --pred DIR --gt DIR   DAVIS J / precision / recall of mask folders
@@ -135,6 +136,26 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"{step['name']:<11} would re-run if its upstream changes its outputs: {', '.join(upstream)}")
         else:
             print(f"{step['name']:<11} up to date")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    root = _project_root()
+    from motionmasks.reproduce import verify
+
+    try:
+        problems = verify(root, args.against)
+    except subprocess.CalledProcessError as exc:
+        print(f"error: git could not read revision {args.against!r} ({(exc.stderr or '').strip()})", file=sys.stderr)
+        return 2
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(
+            f"not reproduced: {len(problems)} difference(s) from {args.against} beyond the tolerances", file=sys.stderr
+        )
+        return 1
+    print(f"reproduced: metrics, plots and dvc.lock match {args.against} (tolerances: motionmasks/reproduce.py)")
     return 0
 
 
@@ -507,6 +528,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="show which stages are up to date and which would re-run, and why")
     status.set_defaults(func=cmd_status)
+
+    verify = sub.add_parser(
+        "verify",
+        help="check that this run reproduced the committed results (metrics, plots, dvc.lock)",
+        description="Compare the metrics and plots files and dvc.lock with a git revision's: numbers within "
+        "the stated tolerances (exact except what trained networks decide), every hash upstream of training "
+        "exact. Exit 0 when reproduced, 1 with one line per difference otherwise. Run after `make run`.",
+    )
+    verify.add_argument("--against", default="HEAD", help="the git revision to compare with (default: HEAD)")
+    verify.set_defaults(func=cmd_verify)
 
     dashboard = sub.add_parser("dashboard", help=f"start a persistent local Prefect server and UI at {DASHBOARD_HINT}")
     dashboard.set_defaults(func=cmd_dashboard)

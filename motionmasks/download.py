@@ -182,7 +182,9 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     pandas.DataFrame
         Columns ``id``, ``url``, ``sha256`` (str, ``''`` when absent, lower
         case) first, then any other columns. Local paths in ``url`` are made
-        absolute, relative ones against the manifest's folder.
+        absolute, relative ones against the manifest's folder, for fetching;
+        ``url_as_written`` keeps the manifest's own string, for the records
+        (an absolute path of this checkout would make them differ between clones).
 
     Raises
     ------
@@ -233,10 +235,10 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
         raise ManifestError(f"{path}: " + "; ".join(problems) + "; fix these rows and re-run")
 
     base = path.resolve().parent
+    df["url_as_written"] = df["url"]
     df["url"] = [str((base / Path(u).expanduser()).resolve()) if _is_local(u) else u for u in df["url"]]
-    return df[["id", "url", "sha256", *[c for c in df.columns if c not in ("id", "url", "sha256")]]].reset_index(
-        drop=True
-    )
+    first = ["id", "url", "sha256", "url_as_written"]
+    return df[[*first, *[c for c in df.columns if c not in first]]].reset_index(drop=True)
 
 
 def _lines(lines: pd.Series) -> str:

@@ -90,11 +90,17 @@ def test_read_manifest_resolves_local_paths_and_fills_sha256(tmp_path):
         f"id,url,note\n a ,clips/a.mp4,x\nb,{tmp_path}/b.mp4,\nc,https://example.org/c.mp4,\nd,file:///data/d.mp4,\n"
     )
     df = read_manifest(manifest)
-    assert list(df.columns) == ["id", "url", "sha256", "note"]
+    assert list(df.columns) == ["id", "url", "sha256", "url_as_written", "note"]
     assert df["id"].tolist() == ["a", "b", "c", "d"]
     assert df["url"].tolist() == [
         str(tmp_path / "m" / "clips" / "a.mp4"),
         str(tmp_path / "b.mp4"),
+        "https://example.org/c.mp4",
+        "file:///data/d.mp4",
+    ]
+    assert df["url_as_written"].tolist() == [
+        "clips/a.mp4",
+        f"{tmp_path}/b.mp4",
         "https://example.org/c.mp4",
         "file:///data/d.mp4",
     ]

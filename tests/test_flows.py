@@ -47,7 +47,19 @@ def test_download_flow_reports_failures_and_keeps_going(tmp_path, prefect_api):
     failures = read_table(tmp_path / "failures.csv")
     assert failures["item"].tolist() == ["dead"] and "404" in failures["reason"][0]
     assert metrics == read_json(tmp_path / "metrics.json")
-    assert (metrics["fetched"], metrics["failed"]) == (2, 1)
+    assert metrics == {"items": 3, "fetched": 2, "failed": 1, "bytes": 2 * len(video), "frames": 24}  # no timings
+
+
+def test_download_flow_records_local_sources_as_the_manifest_wrote_them(tmp_path, prefect_api):
+    """The fetched table is the same in every clone: no absolute path of this checkout in it."""
+    (tmp_path / "clips").mkdir()
+    _clip(tmp_path / "clips" / "a.mp4")
+    manifest = tmp_path / "manifest.csv"
+    pd.DataFrame({"id": ["a"], "url": ["clips/a.mp4"]}).to_csv(manifest, index=False)
+    out = tmp_path / "out"
+    download(manifest, out / "videos", out / "fetched.parquet", out / "failures.csv", out / "m.json", DownloadParams())
+    fetched = read_table(out / "fetched.parquet")
+    assert fetched["url"].tolist() == ["clips/a.mp4"]  # the pipeline gives out_dir relative: no checkout path
 
 
 def test_download_flow_fails_when_too_many_items_fail(tmp_path, prefect_api):
