@@ -254,3 +254,21 @@ def test_scarce_labels_rerun_the_settings_and_nothing_upstream(project):
         [f"transfer@{t}-{d}" for t in ("motion", "random") for d in DEPTHS_RUN] + ["transfer_summary"]
     )
     assert read_json(project / "metrics/transfer/random-c5.json")["train_images"] == 5
+
+
+def test_results_pushed_to_a_remote_and_pulled_into_another_clone_rerun_nothing(project, tmp_path):
+    """A team shares artifacts through a DVC remote: push here, clone and pull there, nothing to run."""
+    dvc = [sys.executable, "-m", "dvc"]
+    _sh([*dvc, "repro"], project)  # whatever earlier tests changed, the lock matches the outputs
+    _sh([*dvc, "remote", "add", "-f", "-d", "team", str(tmp_path / "remote")], project)
+    _sh(["git", "add", "-A"], project)
+    _sh(["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-qm", "results"], project)
+    _sh([*dvc, "push"], project)
+    clone = tmp_path / "clone"
+    _sh(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    assert not (clone / "data/train/model.pt").exists()
+    _sh([*dvc, "pull"], clone)
+    assert (clone / "data/train/model.pt").read_bytes() == (project / "data/train/model.pt").read_bytes()
+    assert "up to date" in _sh([*dvc, "status"], clone).stdout
+    ran = _sh([*dvc, "repro"], clone).stdout
+    assert "Running stage" not in ran, ran
