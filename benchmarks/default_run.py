@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-SUMMARY = re.compile(r"^(\w+)\s+(ran|skipped \(up to date\)|failed|not run.*?)\s+([\d.]+)$", re.M)
+SUMMARY = re.compile(r"^([\w@-]+)\s+(ran|skipped \(up to date\)|failed|not run.*?)\s+([\d.]+)(?:  .*)?$", re.M)
 
 
 def run_pipeline(project: Path, env: dict) -> dict:

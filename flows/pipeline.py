@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sys
 import time
@@ -218,16 +219,26 @@ def read_metrics(root: Path, paths: list[str]) -> dict[str, Any]:
 
 
 @task(task_run_name="stage-{name}")
-def run_stage(root: Path, name: str, reasons: list[str], force: bool, metric_paths: list[str]) -> dict[str, Any]:
-    """Reproduce one stage through DVC; return its outcome row."""
+def run_stage(
+    root: Path, name: str, reasons: list[str], force: bool, metric_paths: list[str], upstream_ran: list[str]
+) -> dict[str, Any]:
+    """Reproduce one stage through DVC; return its outcome row.
+
+    ``reasons`` are what changed before the run started; a stage with none runs
+    only if a stage it reads from (``upstream_ran``) wrote new outputs, and says so.
+    """
     from dvc.repo import Repo
 
     logger = get_run_logger()
     start = time.perf_counter()
     if reasons or force:
         logger.info("stage %s runs: %s", name, "; ".join(reasons) or "forced")
+    elif upstream_ran:
+        reasons = [f"upstream ran: {', '.join(upstream_ran)}"]
     try:
         with Repo(str(root)) as repo, _dvc_lock_is_busy():
+            # the project's choice is core.autostage false: no "git add dvc.lock" hint after every stage
+            repo.scm_context.quiet = True
             ran = repo.reproduce(name, single_item=True, force=force)
         outcome = "ran" if ran else "skipped (up to date)"
     except Exception as exc:
@@ -251,14 +262,26 @@ def run_stage(root: Path, name: str, reasons: list[str], force: bool, metric_pat
         "stage": name,
         "outcome": outcome,
         "seconds": round(time.perf_counter() - start, 2),
-        "why": "; ".join(reasons) if outcome == "ran" else "",
+        "why": ("; ".join(reasons) or "forced") if outcome == "ran" else "",
         "metrics": metrics,
     }
+
+
+def _counts(rows: list[dict[str, Any]]) -> tuple[int, int, int]:
+    outcomes = [r["outcome"] for r in rows]
+    return (
+        outcomes.count("ran"),
+        sum(o.startswith("skipped") for o in outcomes),
+        len(outcomes) - outcomes.count("ran") - sum(o.startswith("skipped") for o in outcomes),
+    )
 
 
 @flow(name="pipeline", log_prints=True)
 def pipeline(root: Path, targets: list[str] | None = None, force: bool = False) -> list[dict[str, Any]]:
     logger = get_run_logger()
+    # DVC prints its messages through its own handlers; passed on to the root logger as well,
+    # every one of them would appear twice.
+    logging.getLogger("dvc").propagate = False
     # DVC runs each stage's `python -m flows.<stage>`: make that the same Python.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     results: list[dict[str, Any]] = []
@@ -279,7 +302,8 @@ def pipeline(root: Path, targets: list[str] | None = None, force: bool = False) 
             continue
         # --force applies to the stages asked for, not to everything they need
         forced = force and (targets is None or step["name"] in targets)
-        result = run_stage(root, step["name"], step["reasons"], forced, step["metrics"])
+        upstream_ran = [r["stage"] for r in results if r["stage"] in step["upstream"] and r["outcome"] == "ran"]
+        result = run_stage(root, step["name"], step["reasons"], forced, step["metrics"], upstream_ran)
         if result["outcome"] == "failed":
             failed.add(step["name"])
         results.append(result)
@@ -287,8 +311,8 @@ def pipeline(root: Path, targets: list[str] | None = None, force: bool = False) 
     create_table_artifact(rows, key="pipeline-stages", description="Outcome and duration of each stage")
     lines = "\n".join(f"| {r['stage']} | {r['outcome']} | {r['seconds']} | {r['why']} |" for r in rows)
     create_markdown_artifact(f"| stage | outcome | seconds | why |\n|---|---|---|---|\n{lines}", key="pipeline-summary")
-    for r in rows:
-        logger.info("%-10s %-28s %8.1f s  %s", r["stage"], r["outcome"], r["seconds"], r["why"])
+    # the table itself is printed once, by the command that started the run (and is an artifact here)
+    logger.info("%d stage(s) ran, %d up to date, %d failed", *_counts(rows))
     if failed:
         raise PipelineFailed(f"stage(s) failed: {', '.join(sorted(failed))}; see their logs above")
     return results

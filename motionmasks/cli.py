@@ -113,9 +113,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     except PipelineFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print("\nstage       outcome                      seconds")
+    print(f"\n{'stage':<20} {'outcome':<28} {'seconds':>7}  why")
     for r in results:
-        print(f"{r['stage']:<11} {r['outcome']:<28} {r['seconds']:>7.1f}")
+        print(f"{r['stage']:<20} {r['outcome']:<28} {r['seconds']:>7.1f}  {r['why']}")
     return 0
 
 
