@@ -64,7 +64,9 @@ def consensus(
         raise StageFailed(f"consensus: the motion index {motion_index_path} lists no video; check the motion stage")
     options = params.model_dump(exclude={"max_failure_fraction"})
     with atomic_dir(out_dir) as tmp:
-        rows = map_batches(voting_batch, items, batch_size, _crashed, out_dir=str(tmp), consensus=options)
+        rows = map_batches(
+            voting_batch, items, batch_size, _crashed, out_dir=str(tmp), consensus=options, root=str(Path.cwd())
+        )
     table = shard_paths_in(pd.DataFrame(rows), out_dir)
     ok, failed = record_results("consensus", table, index_path, failures_path, item="video")
     frames, busy = int(ok["frames"].sum()), float(table["seconds"].sum())

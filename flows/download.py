@@ -65,7 +65,15 @@ def download(
             "max_frame_pixels",
         )
     }
-    rows = map_batches(download_batch, items, batch_size, _crashed, out_dir=str(out_dir), options=options)  # type: ignore[arg-type]
+    rows = map_batches(
+        download_batch,
+        items,  # type: ignore[arg-type]
+        batch_size,
+        _crashed,
+        out_dir=str(out_dir),
+        options=options,
+        root=str(Path.cwd()),
+    )
     as_written = {item["id"]: redact_url(item["url_as_written"]) for item in items}
     for row in rows:  # the records name each source as the manifest does, never by this checkout's folder
         row["url"] = as_written.get(row["id"], row["url"])

@@ -59,7 +59,9 @@ def motion(
         )
     options = params.model_dump(exclude={"max_failure_fraction"})
     with atomic_dir(out_dir) as tmp:
-        rows = map_batches(saliency_batch, items, batch_size, _crashed, out_dir=str(tmp), motion=options)
+        rows = map_batches(
+            saliency_batch, items, batch_size, _crashed, out_dir=str(tmp), motion=options, root=str(Path.cwd())
+        )
     table = shard_paths_in(pd.DataFrame(rows), out_dir)
     ok, failed = record_results("motion", table, index_path, failures_path, item="video")
     frames, busy = int(ok["frames"].sum()), float(table["seconds"].sum())

@@ -61,7 +61,7 @@ def proposals(
             failures += [{"item": f"{split}/{item}", "reason": redact_text(reason)} for item, reason in report.failures]
             total += len(images) + len(report.failures)
             futures[split] = [
-                (batch, proposals_batch.submit(batch, str(tmp / f"{split}-{k:05d}.npz"), settings))
+                (batch, proposals_batch.submit(batch, str(tmp / f"{split}-{k:05d}.npz"), settings, str(Path.cwd())))
                 for k, batch in enumerate(batched(images, IMAGES_PER_SHARD))
             ]
         for split, submitted in futures.items():

@@ -83,7 +83,9 @@ def prune(
         raise StageFailed(f"prune: the consensus index {consensus_index_path} lists no video; check that stage")
     options = params.model_dump(exclude={"max_failure_fraction"})
     with atomic_dir(out_dir) as tmp:
-        rows = map_batches(prune_batch, items, batch_size, _crashed, out_dir=str(tmp), prune=options)
+        rows = map_batches(
+            prune_batch, items, batch_size, _crashed, out_dir=str(tmp), prune=options, root=str(Path.cwd())
+        )
     table = shard_paths_in(pd.DataFrame(rows), out_dir)
     ok, failed = record_results("prune", table, index_path, failures_path, item="video")
     table_of_removals = removal_table(ok) if len(ok) else {}

@@ -47,7 +47,7 @@ def shots(
     fetched = read_table(fetched_path)
     items = [{"video": r.id, "path": r.path} for r in fetched.itertuples()]
     segmenter = Segmenter(**Segmenter.shot_settings(params))
-    results = map_batches(split_batch, items, batch_size, _crashed, segmenter=segmenter)
+    results = map_batches(split_batch, items, batch_size, _crashed, segmenter=segmenter, root=str(Path.cwd()))
     records = [ShotRecord(**record) for r in results for record in r["records"]]
     write_shot_records(out_path, records)
     table = pd.DataFrame(

@@ -9,10 +9,13 @@ from prefect import task
 
 from motionmasks.formats import MapShard, ShotRecord, read_map_shard, write_map_shard
 from motionmasks.segment import decode_parts, shot_masks
+from tasks.roots import records_under, under
 
 
 @task(name="consensus-batch")
-def voting_batch(items: list[dict[str, Any]], out_dir: str, consensus: dict[str, Any]) -> list[dict[str, Any]]:
+def voting_batch(
+    items: list[dict[str, Any]], out_dir: str, consensus: dict[str, Any], root: str = "."
+) -> list[dict[str, Any]]:
     """items: {"video", "motion" (shard path), "records": [ShotRecord, ...]} -> one row per video.
 
     Decodes each video once, in order, at the records' working size (the size
@@ -24,10 +27,10 @@ def voting_batch(items: list[dict[str, Any]], out_dir: str, consensus: dict[str,
         start = time.perf_counter()
         records: list[ShotRecord] = item["records"]
         try:
-            motion = read_map_shard(item["motion"], quantised=True)
+            motion = read_map_shard(under(root, item["motion"]), quantised=True)
             key = motion.extras["shot"] * 1_000_000 + motion.extras["part"]
             maps = np.zeros_like(motion.maps)
-            for record, clip in decode_parts(records):
+            for record, clip in decode_parts(records_under(root, records)):
                 where = np.flatnonzero(key == record.shot * 1_000_000 + record.part)
                 if len(where) != len(clip):
                     raise ValueError(
@@ -36,7 +39,7 @@ def voting_batch(items: list[dict[str, Any]], out_dir: str, consensus: dict[str,
                     )
                 maps[where] = shot_masks(clip, motion.maps[where], consensus)
             out_path = Path(out_dir) / Path(item["motion"]).name
-            write_map_shard(out_path, MapShard(maps, motion.frames, motion.extras, motion.meta))
+            write_map_shard(under(root, out_path), MapShard(maps, motion.frames, motion.extras, motion.meta))
             rows.append(
                 {
                     "video": item["video"],

@@ -9,10 +9,13 @@ from prefect import task
 
 from motionmasks.formats import MapShard, ShotRecord, safe_name, write_map_shard
 from motionmasks.segment import decode_parts, shot_saliency
+from tasks.roots import records_under, under
 
 
 @task(name="motion-batch")
-def saliency_batch(items: list[dict[str, Any]], out_dir: str, motion: dict[str, Any]) -> list[dict[str, Any]]:
+def saliency_batch(
+    items: list[dict[str, Any]], out_dir: str, motion: dict[str, Any], root: str = "."
+) -> list[dict[str, Any]]:
     """items: {"video", "records": [ShotRecord, ...]} -> one row per record (shot part).
 
     Decodes each video once, in order, and writes one shard per video (all its
@@ -25,7 +28,7 @@ def saliency_batch(items: list[dict[str, Any]], out_dir: str, motion: dict[str, 
         shard_path = Path(out_dir) / f"{safe_name(item['video'])}.npz"
         try:
             maps, frames, shots, parts, reliable, part_rows = [], [], [], [], [], []
-            for record, clip in decode_parts(records):
+            for record, clip in decode_parts(records_under(root, records)):
                 saliency, ok = shot_saliency(clip, motion)
                 indices = np.arange(record.first, record.last + 1, dtype=np.int64)
                 maps.append(saliency)
@@ -43,7 +46,7 @@ def saliency_batch(items: list[dict[str, Any]], out_dir: str, motion: dict[str, 
                     }
                 )
             write_map_shard(
-                shard_path,
+                under(root, shard_path),
                 MapShard(
                     np.concatenate(maps),
                     np.concatenate(frames),

@@ -9,10 +9,13 @@ from prefect import task
 
 from motionmasks.formats import ShotRecord, safe_name
 from motionmasks.prune import prune_video
+from tasks.roots import records_under, under
 
 
 @task(name="prune-batch")
-def prune_batch(items: list[dict[str, Any]], out_dir: str, prune: dict[str, Any]) -> list[dict[str, Any]]:
+def prune_batch(
+    items: list[dict[str, Any]], out_dir: str, prune: dict[str, Any], root: str = "."
+) -> list[dict[str, Any]]:
     """items: {"video", "consensus" (shard path), "records": [ShotRecord, ...]} -> one row per video.
 
     Writes ``<out_dir>/<safe name>.npz`` (a training shard) for each video with
@@ -24,7 +27,13 @@ def prune_batch(items: list[dict[str, Any]], out_dir: str, prune: dict[str, Any]
         records: list[ShotRecord] = item["records"]
         out_path = Path(out_dir) / f"{safe_name(item['video'])}.npz"
         try:
-            outcome = prune_video(item["video"], records, item["consensus"], out_path, prune)
+            outcome = prune_video(
+                item["video"],
+                records_under(root, records),
+                under(root, item["consensus"]),
+                under(root, out_path),
+                prune,
+            )
             row = {key: value for key, value in asdict(outcome).items() if key != "sampled"}
             row.update(
                 video=item["video"],

@@ -277,3 +277,37 @@ def test_results_pushed_to_a_remote_and_pulled_into_another_clone_rerun_nothing(
     assert "up to date" in _sh([*dvc, "status"], clone).stdout
     ran = _sh([*dvc, "repro"], clone).stdout
     assert "Running stage" not in ran, ran
+
+
+def test_per_item_stages_on_a_dask_cluster_started_elsewhere_give_the_same_outputs(project, tmp_path, monkeypatch):
+    """Workers started in another folder: every item still resolves against the project, same outputs."""
+    from distributed import LocalCluster
+
+    def outs() -> dict[str, str]:
+        lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+        return {o["path"]: o["md5"] for s in lock.values() for o in s.get("outs", [])}
+
+    _sh([sys.executable, "-m", "dvc", "repro"], project)
+    before = outs()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the workers' folder: nothing of the project is here
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        monkeypatch.chdir(project)
+        env = {**_env(), "MOTIONMASKS_DASK_ADDRESS": cluster.scheduler_address}
+        stages = ["download", "shots", "motion", "consensus", "prune", "proposals"]
+        result = subprocess.run(
+            [sys.executable, "-m", "motionmasks.cli", "run", *stages, "--force"],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+        ran_there = " ".join(cluster.scheduler.task_prefixes)  # Dask keys begin with the task function
+    for task in ("download_batch", "split_batch", "saliency_batch", "voting_batch", "prune_batch", "proposals_batch"):
+        assert task in ran_there, f"{task} did not run on the cluster ({ran_there})"
+    for stage in stages:
+        assert read_table(project / f"data/{stage}/failures.csv").empty, stage
+    assert outs() == before
