@@ -93,7 +93,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     root = _project_root()
     _prefect_defaults(root)
     os.chdir(root)
-    from flows.pipeline import PipelineFailed, pipeline, use_prefect_server
+    from flows.pipeline import PipelineFailed, pipeline, stage_plan, use_prefect_server
     from motionmasks.params import ParamsError, load_params
 
     try:
@@ -104,9 +104,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         with _run_lock(root):
             _check_dvc_lock(root)
-            with use_prefect_server(root) as url:
-                print(f"Prefect API: {url}")
-                results = pipeline(root, args.stages or None, args.force)
+            plan = stage_plan(root, args.stages or None)
+            if args.force or any(step["reasons"] for step in plan):
+                with use_prefect_server(root) as url:
+                    print(f"Prefect API: {url}")
+                    results = pipeline(root, args.stages or None, args.force, plan)
+            else:  # nothing to do: no Prefect server to start, no flow run to record
+                print("nothing changed: every stage is up to date")
+                results = [
+                    {"stage": s["name"], "outcome": "skipped (up to date)", "seconds": 0.0, "why": ""} for s in plan
+                ]
     except RunBusy as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3

@@ -93,6 +93,9 @@ def test_second_repro_runs_nothing(project):
     assert _reproduce(project) == []
     status = _sh([sys.executable, "-m", "motionmasks.cli", "status"], project).stdout
     assert "would re-run" not in status and "up to date" in status
+    run = _sh([sys.executable, "-m", "motionmasks.cli", "run"], project).stdout
+    assert "nothing changed" in run and "Prefect API" not in run  # no server started for nothing
+    assert run.count("skipped (up to date)") == len(yaml.safe_load((project / "dvc.lock").read_text())["stages"])
 
 
 def test_changing_a_shots_param_reruns_shots_and_downstream_only(project):
