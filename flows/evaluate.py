@@ -119,11 +119,14 @@ def score_video(
         row.update(student_scores(model, source, frames, truth, params.threshold, calibration))
     k = scored[len(scored) // 2]
     frame = next(read_frames(source, start=int(shard.frames[k]), stop=int(shard.frames[k]) + 1))[1]
+    # the ConvNet's mask of the same frame, from that frame alone (the gallery's third column)
+    student = next(predict_masks(model, [frame], threshold=calibration)) / 255.0 if model is not None else None
     entry = (
         f"{video} #{int(shard.frames[k])} J={row['J']:.2f}",
         frame,
         shard.maps[k] / 255.0,
         truth[int(shard.frames[k])],
+        student,
     )
     return row, entry
 

@@ -33,7 +33,9 @@ DASHBOARD_API = "http://127.0.0.1:4200/api"
 
 
 class PipelineFailed(RuntimeError):
-    pass
+    def __init__(self, message: str, results: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.results = results or []  # the stages' outcome rows, for the run record
 
 
 def _api_healthy(url: str) -> bool:
@@ -318,5 +320,5 @@ def pipeline(
     # the table itself is printed once, by the command that started the run (and is an artifact here)
     logger.info("%d stage(s) ran, %d up to date, %d failed", *_counts(rows))
     if failed:
-        raise PipelineFailed(f"stage(s) failed: {', '.join(sorted(failed))}; see their logs above")
+        raise PipelineFailed(f"stage(s) failed: {', '.join(sorted(failed))}; see their logs above", results)
     return results

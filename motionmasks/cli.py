@@ -3,6 +3,7 @@
 motionmasks run [STAGE ...] [--force]   run the pipeline (only what changed re-runs)
 motionmasks status                      which stages are up to date, which would re-run and why
 motionmasks verify [--against REV]      did this run reproduce the committed metrics, plots and dvc.lock?
+motionmasks report [--run ID] --out F   one self-contained HTML page of a run: stages, metrics, charts, gallery
 motionmasks dashboard                   a persistent local Prefect server + UI with every run
 motionmasks segment INPUT... --out DIR  label-free soft masks (8-bit PNG per frame) for videos or frame folders
 motionmasks score --pred DIR --gt DIR   DAVIS J / precision / recall of mask folders
@@ -93,14 +94,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     root = _project_root()
     _prefect_defaults(root)
     os.chdir(root)
+    import datetime as dt
+
     from flows.pipeline import PipelineFailed, pipeline, stage_plan, use_prefect_server
     from motionmasks.params import ParamsError, load_params
+    from motionmasks.report import record_run
 
     try:
         load_params(root / "params.yaml", complete=True)  # fail before any stage starts
     except ParamsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    started = dt.datetime.now(dt.UTC)
     try:
         with _run_lock(root):
             _check_dvc_lock(root)
@@ -118,11 +123,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 3
     except PipelineFailed as exc:
+        if exc.results:
+            record = record_run(root, exc.results, started, args.stages or None, args.force)
+            print(f"run record: {record.relative_to(root)} (motionmasks report --out report.html)")
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    record = record_run(root, results, started, args.stages or None, args.force)
     print(f"\n{'stage':<20} {'outcome':<28} {'seconds':>7}  why")
     for r in results:
         print(f"{r['stage']:<20} {r['outcome']:<28} {r['seconds']:>7.1f}  {r['why']}")
+    print(f"run record: {record.relative_to(root)} (motionmasks report --out report.html)")
     return 0
 
 
@@ -143,6 +153,19 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"{step['name']:<11} would re-run if its upstream changes its outputs: {', '.join(upstream)}")
         else:
             print(f"{step['name']:<11} up to date")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    root = _project_root()
+    from motionmasks.report import ReportError, write_report
+
+    try:
+        write_report(root, args.out.resolve(), args.run)
+    except ReportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}")
     return 0
 
 
@@ -535,6 +558,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="show which stages are up to date and which would re-run, and why")
     status.set_defaults(func=cmd_status)
+
+    report = sub.add_parser(
+        "report",
+        help="write one self-contained HTML page of a pipeline run (stages, metrics, charts, gallery)",
+        description="Joins the record of one `motionmasks run` (the latest by default) with the project's "
+        "metrics, charts (per-video J, training curves, mAP versus depth) and the evaluate stage's gallery. "
+        "Images are embedded; the page loads nothing from the network.",
+    )
+    report.add_argument("--run", default=None, help="a run id (file name in .motionmasks/runs/); default: the latest")
+    report.add_argument("--out", type=Path, required=True, help="the HTML file to write")
+    report.set_defaults(func=cmd_report)
 
     verify = sub.add_parser(
         "verify",

@@ -366,8 +366,18 @@ def _put_caption(tile: np.ndarray, caption: str) -> None:
     cv2.putText(tile, caption, (4, height + 3), font, scale, (255, 255, 255), 1, cv2.LINE_AA)
 
 
+def _heat_tile(base: np.ndarray, soft_map: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A soft map in [0, 1] as OpenCV's TURBO heat map over the frame's tile."""
+    values = np.nan_to_num(np.clip(np.asarray(soft_map, dtype=np.float32), 0.0, 1.0))
+    heat = cv2.applyColorMap(
+        (_tile(values, width, height, cv2.INTER_LINEAR) * 255).round().astype(np.uint8), cv2.COLORMAP_TURBO
+    )
+    return cv2.addWeighted(base, 0.4, heat, 0.6, 0.0)
+
+
 def overlay_gallery(
-    rows: list[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]],
+    rows: list[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]]
+    | list[tuple[str, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]],
     out_path: str | os.PathLike,
     *,
     tile_width: int = 240,
@@ -377,22 +387,25 @@ def overlay_gallery(
     Each row is three tiles of ``tile_width`` pixels: the frame with its
     caption, the soft map as a heat map (OpenCV's TURBO colour map) blended
     over the frame, and the ground truth in green over the dimmed frame (a
-    plain grey tile when there is no ground truth). The map and the mask may
-    have any resolution; they are resized to the frame's tile.
+    plain grey tile when there is no ground truth). When a row carries a
+    second soft map (the ConvNet's), it is a fourth tile, as a heat map too,
+    before the ground truth. The maps and the mask may have any resolution;
+    they are resized to the frame's tile.
 
     Parameters
     ----------
-    rows : list of (caption, frame, soft_map, gt)
+    rows : list of (caption, frame, soft_map, gt) or (caption, frame, soft_map, gt, second_map)
         caption : str, drawn on the frame tile (ASCII; OpenCV's Hershey font).
         frame : ndarray of uint8, shape (H, W, 3), RGB.
         soft_map : ndarray of float, shape (h, w), values in [0, 1] (clipped).
         gt : ndarray of bool, shape (h', w'), or None.
+        second_map : ndarray of float, shape (h'', w''), values in [0, 1], or None (a grey tile).
     out_path : path
         Where to write the PNG (atomically, via ``formats.atomic_path``).
     tile_width : int, default 240
         Width of each tile in pixels. A row is ``round(H * tile_width / W)``
-        pixels high (at least 1), so the image is ``3 * tile_width`` wide and
-        as high as its rows together.
+        pixels high (at least 1), so the image is ``3 * tile_width`` wide (4
+        with second maps) and as high as its rows together.
 
     Raises
     ------
@@ -408,8 +421,9 @@ def overlay_gallery(
     if tile_width < 1:
         raise ValueError(f"tile_width must be a positive number of pixels, got {tile_width}")
 
+    second_maps = any(len(row) > 4 and row[4] is not None for row in rows)
     strips = []
-    for i, (caption, frame, soft_map, gt) in enumerate(rows):
+    for i, (caption, frame, soft_map, gt, *second) in enumerate(rows):
         where = f"row {i} ({caption!r})"
         frame = np.asarray(frame)
         soft_map = np.asarray(soft_map, dtype=np.float32)
@@ -420,11 +434,14 @@ def overlay_gallery(
         height = max(1, round(frame.shape[0] * tile_width / frame.shape[1]))
 
         base = _tile(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), tile_width, height, cv2.INTER_AREA)
-        heat = np.nan_to_num(np.clip(soft_map, 0.0, 1.0))
-        heat = cv2.applyColorMap(
-            (_tile(heat, tile_width, height, cv2.INTER_LINEAR) * 255).round().astype(np.uint8), cv2.COLORMAP_TURBO
-        )
-        map_tile = cv2.addWeighted(base, 0.4, heat, 0.6, 0.0)
+        map_tile = _heat_tile(base, soft_map, tile_width, height)
+        tiles = [map_tile]
+        if second_maps:
+            other = second[0] if second else None
+            if other is None:
+                tiles.append(np.full_like(base, 128))
+            else:
+                tiles.append(_heat_tile(base, np.asarray(other, dtype=np.float32), tile_width, height))
 
         if gt is None:
             gt_tile = np.full_like(base, 128)
@@ -439,7 +456,7 @@ def overlay_gallery(
 
         frame_tile = base.copy()
         _put_caption(frame_tile, str(caption))
-        strips.append(np.hstack([frame_tile, map_tile, gt_tile]))
+        strips.append(np.hstack([frame_tile, *tiles, gt_tile]))
 
     gallery = np.vstack(strips)
     with atomic_path(out_path) as tmp:

@@ -211,6 +211,23 @@ def test_overlay_gallery_writes_one_png_of_the_expected_size(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["gallery.png"]  # no temporary left behind
 
 
+def test_overlay_gallery_puts_a_second_map_before_the_ground_truth(tmp_path):
+    frame = np.full((20, 40, 3), 200, np.uint8)
+    student = np.zeros((10, 20))
+    rows = [
+        ("with the ConvNet", frame, np.ones((20, 40)), np.ones((20, 40), bool), student),
+        ("without", frame, np.ones((20, 40)), None, None),
+    ]
+    out = tmp_path / "gallery.png"
+    overlay_gallery(rows, out, tile_width=40)
+    image = cv2.imread(str(out))
+    assert image.shape == (2 * 20, 4 * 40, 3)
+    zero_heat = cv2.applyColorMap(np.zeros((1, 1), np.uint8), cv2.COLORMAP_TURBO)[0, 0]
+    expected = np.round(0.4 * 200 + 0.6 * zero_heat.astype(float))  # map 0 blended over the frame
+    assert np.abs(image[:20, 80:120].reshape(-1, 3) - expected).max() <= 1
+    assert (image[20:, 80:] == 128).all()  # no second map and no ground truth: grey tiles
+
+
 def test_overlay_gallery_names_the_bad_row(tmp_path):
     rows = [
         ("ok", np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4)), None),

@@ -96,6 +96,10 @@ def test_second_repro_runs_nothing(project):
     run = _sh([sys.executable, "-m", "motionmasks.cli", "run"], project).stdout
     assert "nothing changed" in run and "Prefect API" not in run  # no server started for nothing
     assert run.count("skipped (up to date)") == len(yaml.safe_load((project / "dvc.lock").read_text())["stages"])
+    report = project / "report.html"
+    _sh([sys.executable, "-m", "motionmasks.cli", "report", "--out", str(report)], project)
+    page = report.read_text()
+    assert "transfer@motion-all" in page and "mAP versus depth" in page and page.count("<img ") == 4
 
 
 def test_changing_a_shots_param_reruns_shots_and_downstream_only(project):
