@@ -318,3 +318,17 @@ def test_per_item_stages_on_a_dask_cluster_started_elsewhere_give_the_same_outpu
     for stage in stages:
         assert read_table(project / f"data/{stage}/failures.csv").empty, stage
     assert outs() == before
+
+
+def test_dvc_plots_draw_real_charts(project):
+    """`dvc plots show`: value on the numeric axis, one bar per video; every plot has data."""
+    import json
+
+    shown = json.loads(_sh([sys.executable, "-m", "dvc", "plots", "show", "--json"], project).stdout)["data"]
+    per_video = shown["plots/evaluate_per_video.csv"][0]["content"]
+    encoding = per_video["encoding"]
+    assert (encoding["x"]["field"], encoding["x"]["type"]) == ("J", "quantitative")
+    assert (encoding["y"]["field"], encoding["y"]["type"]) == ("video", "nominal")
+    assert {row["video"] for row in per_video["data"]["values"]} == {"synth-000", "synth-001"}
+    for path in ("plots/transfer_map.csv", "metrics/train/plots/metrics/train/loss.tsv"):
+        assert shown[path][0]["content"]["data"]["values"], path
