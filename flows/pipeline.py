@@ -28,6 +28,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.stage import artifact_key
+from motionmasks.atomic import atomic_path
 
 DASHBOARD_API = "http://127.0.0.1:4200/api"
 
@@ -221,6 +222,38 @@ def read_metrics(root: Path, paths: list[str]) -> dict[str, Any]:
     return metrics
 
 
+def _uncached_outputs(repo: Any, name: str) -> dict[Path, bytes]:
+    """The stage's outputs that DVC does not cache (metrics, failure reports): their bytes now."""
+    kept = {}
+    for stage in repo.stage.collect(name):
+        for out in stage.outs:
+            path = Path(out.fs_path)
+            if not out.use_cache and path.is_file():
+                kept[path] = path.read_bytes()
+    return kept
+
+
+def _restore_outputs(root: Path, name: str, uncached: dict[Path, bytes], logger: Any) -> None:
+    """Put a failed stage's previous outputs back: cached ones from DVC's cache (dvc.lock still
+    names them), the others (metrics, failure reports: small files) from ``uncached``.
+
+    DVC removes a stage's outputs before running it; without this a failed run
+    would leave none, and every stage after it nothing to read.
+    """
+    from dvc.repo import Repo
+
+    for path, data in uncached.items():
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+    try:
+        with Repo(str(root)) as repo:
+            repo.checkout(targets=[name], force=True)
+    except Exception as exc:  # nothing recorded yet (a first run), or the cache lacks them
+        logger.warning("stage %s: its previous outputs could not be restored (%s)", name, exc)
+        return
+    logger.warning("stage %s: its previous outputs are back in place", name)
+
+
 @task(task_run_name="stage-{name}")
 def run_stage(
     root: Path, name: str, reasons: list[str], force: bool, metric_paths: list[str], upstream_ran: list[str]
@@ -238,14 +271,17 @@ def run_stage(
         logger.info("stage %s runs: %s", name, "; ".join(reasons) or "forced")
     elif upstream_ran:
         reasons = [f"upstream ran: {', '.join(upstream_ran)}"]
+    uncached: dict[Path, bytes] = {}
     try:
         with Repo(str(root)) as repo, _dvc_lock_is_busy():
             # the project's choice is core.autostage false: no "git add dvc.lock" hint after every stage
             repo.scm_context.quiet = True
+            uncached = _uncached_outputs(repo, name)
             ran = repo.reproduce(name, single_item=True, force=force)
         outcome = "ran" if ran else "skipped (up to date)"
     except Exception as exc:
         logger.error("stage %s failed: %s (%s)", name, exc, exc.__cause__ or "see the stage's log above")
+        _restore_outputs(root, name, uncached, logger)
         return {
             "stage": name,
             "outcome": "failed",

@@ -358,3 +358,28 @@ def test_killing_only_the_run_process_leaves_no_stage_writing(project):
     assert not _flow_processes("consensus")
     _sh([sys.executable, "-m", "dvc", "repro"], root)
     assert _temporaries(root) == [] and _lock_outs(root) == reference
+
+
+def test_a_failed_stage_leaves_its_previous_outputs_in_place(project):
+    """DVC removes a stage's outputs before running it; a failed run puts them back from the cache."""
+    root, _ = project
+    reference = _lock_outs(root)
+    shards = sorted(p.name for p in (root / "data/consensus/shards").iterdir())
+    env = {
+        **_env(),
+        "MOTIONMASKS_DASK_ADDRESS": "tcp://127.0.0.1:9",  # nothing listens: every batch of the stage fails
+        "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s",
+    }
+    failed = subprocess.run(
+        [sys.executable, "-m", "motionmasks.cli", "run", "consensus", "--force"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert failed.returncode == 1 and "consensus" in failed.stderr, failed.stdout[-3000:] + failed.stderr[-3000:]
+    assert sorted(p.name for p in (root / "data/consensus/shards").iterdir()) == shards
+    assert _lock_outs(root) == reference
+    status = _sh([sys.executable, "-m", "dvc", "status", "consensus"], root).stdout
+    assert "modified" not in status and "deleted" not in status, status
