@@ -107,6 +107,12 @@ def check_failure_fraction(stage: str, failed: int, total: int, limit: float, re
         )
 
 
+def project_tag(root: Path) -> str:
+    """The Prefect tag of every flow run of the project at ``root``: two checkouts on one
+    machine (or one dashboard) are told apart by their folder."""
+    return f"project:{Path(root).resolve()}"
+
+
 def stage_main(description: str, paths: dict[str, str], run: Callable[[argparse.Namespace, Params], Any]) -> None:
     """Parse ``--params`` plus the stage's path arguments and run the stage.
 
@@ -125,9 +131,12 @@ def stage_main(description: str, paths: dict[str, str], run: Callable[[argparse.
         for folder in (path.parent, path):
             for leftover in sweep_temporaries(folder):
                 print(f"removed {leftover}: left by a run that was killed", file=sys.stderr)
+    from prefect import tags
+
     try:
         params = load_params(args.params, complete=True)
-        run(args, params)
+        with tags(project_tag(Path.cwd())):  # DVC runs the stage in the project folder
+            run(args, params)
     except (ParamsError, StageFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -111,7 +111,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             _check_dvc_lock(root)
             plan = stage_plan(root, args.stages or None)
             if args.force or any(step["reasons"] for step in plan):
-                with use_prefect_server(root) as url:
+                from prefect import tags
+
+                from flows.stage import project_tag
+
+                with use_prefect_server(root) as url, tags(project_tag(root)):
                     print(f"Prefect API: {url}")
                     results = pipeline(root, args.stages or None, args.force, plan)
             else:  # nothing to do: no Prefect server to start, no flow run to record

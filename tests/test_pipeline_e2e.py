@@ -332,3 +332,26 @@ def test_dvc_plots_draw_real_charts(project):
     assert {row["video"] for row in per_video["data"]["values"]} == {"synth-000", "synth-001"}
     for path in ("plots/transfer_map.csv", "metrics/train/plots/metrics/train/loss.tsv"):
         assert shown[path][0]["content"]["data"]["values"], path
+
+
+def test_every_flow_run_is_labelled_with_its_project(project):
+    """The pipeline's flow run and each stage's carry the project's tag (two checkouts, one dashboard)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+
+    from flows.stage import project_tag
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[project_tag(project)])), limit=200
+        )
+    names = {run.flow_id for run in runs}
+    flows = {client_flow.name for client_flow in _flows_of(names)}
+    assert {"pipeline", "corpus", "shots", "motion", "transfer"} <= flows, flows
+
+
+def _flows_of(flow_ids: set) -> list:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return [client.read_flow(flow_id) for flow_id in flow_ids]
