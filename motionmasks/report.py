@@ -239,6 +239,18 @@ def _transfer_chart(table: pd.DataFrame) -> bytes:
     return _chart(draw)
 
 
+def _figure(png: bytes, alt: str, caption: str) -> str:
+    return f"<figure>{_png(png, alt)}<figcaption>{_esc(caption)}</figcaption></figure>"
+
+
+def _csv(path: Path) -> pd.DataFrame | None:
+    """A plots table, or None when there is none (the stage has not run) or it is empty."""
+    if not path.is_file():
+        return None
+    table = pd.read_csv(path)
+    return table if len(table) else None
+
+
 def _read_tsv(path: Path) -> pd.DataFrame | None:
     return pd.read_csv(path, sep="\t") if path.is_file() else None
 
@@ -266,30 +278,22 @@ def build_report(root: Path, run: dict[str, Any]) -> str:
     )
 
     parts.append("<h2 id='charts'>Charts</h2>")
-    per_video = root / "plots" / "evaluate_per_video.csv"
-    if per_video.is_file():
-        table = pd.read_csv(per_video)
-        if len(table):
-            parts.append(
-                f"<figure>{_png(_per_video_chart(table), 'J per video')}<figcaption>J per video "
-                "(evaluate stage): the motion masks, the ConvNet's single-frame masks and the centred "
-                "prior against ground truth.</figcaption></figure>"
-            )
+    per_video = _csv(root / "plots" / "evaluate_per_video.csv")
+    if per_video is not None:
+        caption = (
+            "J per video (evaluate stage): the motion masks, the ConvNet's single-frame masks and the "
+            "centred prior against ground truth."
+        )
+        parts.append(_figure(_per_video_chart(per_video), "J per video", caption))
     live = root / "metrics" / "train" / "plots" / "metrics"
     loss, iou = _read_tsv(live / "train" / "loss.tsv"), _read_tsv(live / "val" / "held_out_iou.tsv")
     if loss is not None or iou is not None:
-        parts.append(
-            f"<figure>{_png(_training_chart(loss, iou), 'training curves')}<figcaption>The ConvNet's training: "
-            "loss per epoch and IoU on the held-out videos (train stage).</figcaption></figure>"
-        )
-    transfer = root / "plots" / "transfer_map.csv"
-    if transfer.is_file():
-        table = pd.read_csv(transfer)
-        if len(table):
-            parts.append(
-                f"<figure>{_png(_transfer_chart(table), 'mAP versus depth')}<figcaption>Fast R-CNN mAP "
-                "versus fine-tuning depth, one line per trunk (the paper's Figure 8).</figcaption></figure>"
-            )
+        caption = "The ConvNet's training: loss per epoch and IoU on the held-out videos (train stage)."
+        parts.append(_figure(_training_chart(loss, iou), "training curves", caption))
+    transfer = _csv(root / "plots" / "transfer_map.csv")
+    if transfer is not None:
+        caption = "Fast R-CNN mAP versus fine-tuning depth, one line per trunk (the paper's Figure 8)."
+        parts.append(_figure(_transfer_chart(transfer), "mAP versus depth", caption))
 
     gallery = root / "data" / "evaluate" / "gallery.png"
     if gallery.is_file():
