@@ -76,11 +76,26 @@ def map_batches(
     batches = batched(items, batch_size)
     futures = [task.submit(batch, **kwargs) for batch in batches]
     rows: list[dict[str, Any]] = []
-    for batch, future in zip(batches, futures):
+    done = failed = 0
+    for number, (batch, future) in enumerate(zip(batches, futures), start=1):
+        ids = ", ".join(str(next(iter(item.values()))) for item in batch)
         try:
-            rows.extend(future.result())
+            batch_rows = future.result()
         except Exception as exc:  # a crashed batch must not lose the others
             reason = redact_text(f"batch crashed: {type(exc).__name__}: {exc}")
-            logger.error("%s (items: %s)", reason, ", ".join(str(next(iter(i.values()))) for i in batch))
-            rows.extend(on_batch_failure(item, reason) for item in batch)
+            logger.error("%s (items: %s)", reason, ids)
+            batch_rows = [on_batch_failure(item, reason) for item in batch]
+        rows.extend(batch_rows)
+        done += len(batch)
+        failed += len({str(row.get("video", row.get("id", ""))) for row in batch_rows if row.get("status") == "failed"})
+        # progress through a long stage, naming what each batch held
+        logger.info(
+            "batch %d/%d done (%s): %d/%d items, %d failed so far",
+            number,
+            len(batches),
+            redact_text(ids),
+            done,
+            len(items),
+            failed,
+        )
     return rows

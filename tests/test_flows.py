@@ -22,7 +22,7 @@ def _clip(path, seed=0, frames=12):
     return path
 
 
-def test_download_flow_reports_failures_and_keeps_going(tmp_path, prefect_api):
+def test_download_flow_reports_failures_and_keeps_going(tmp_path, prefect_api, caplog):
     video = _clip(tmp_path / "clip.mp4").read_bytes()
     with TestServer() as server:
         good = server.add("/good.mp4", Route(body=video))
@@ -48,6 +48,9 @@ def test_download_flow_reports_failures_and_keeps_going(tmp_path, prefect_api):
     assert failures["item"].tolist() == ["dead"] and "404" in failures["reason"][0]
     assert metrics == read_json(tmp_path / "metrics.json")
     assert metrics == {"items": 3, "fetched": 2, "failed": 1, "bytes": 2 * len(video), "frames": 24}  # no timings
+    # progress, batch by batch, naming the items
+    assert "batch 1/3 done (good): 1/3 items, 0 failed so far" in caplog.text
+    assert "batch 3/3 done (dead): 3/3 items, 1 failed so far" in caplog.text
 
 
 def test_download_flow_records_local_sources_as_the_manifest_wrote_them(tmp_path, prefect_api):
