@@ -543,6 +543,16 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_params_option(command: argparse.ArgumentParser) -> None:
+    """``--params`` of the commands that run outside the pipeline (segment, transfer)."""
+    command.add_argument(
+        "--params",
+        type=Path,
+        default=Path("params.yaml"),
+        help="settings file (default: params.yaml if present, else built-in defaults)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="motionmasks",
@@ -597,12 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     segment.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
     segment.add_argument("--out", type=Path, required=True, help="output folder")
-    segment.add_argument(
-        "--params",
-        type=Path,
-        default=Path("params.yaml"),
-        help="settings file (default: params.yaml if present, else built-in defaults)",
-    )
+    _add_params_option(segment)
     segment.add_argument(
         "--workers", type=int, default=None, help="worker processes, one input each (default: one per CPU core)"
     )
@@ -658,12 +663,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--train-size", type=int, default=None, help="train on N images drawn at random (default: all)"
     )
     transfer.add_argument("--out", type=Path, required=True, help="output folder")
-    transfer.add_argument(
-        "--params",
-        type=Path,
-        default=Path("params.yaml"),
-        help="settings file (default: params.yaml if present, else built-in defaults)",
-    )
+    _add_params_option(transfer)
     transfer.add_argument(
         "--set",
         dest="assignments",
