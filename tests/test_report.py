@@ -99,3 +99,19 @@ def test_a_real_browser_renders_the_tables_and_decodes_every_image(project, tmp_
     assert 'data-images="4"' in body.group(0) and 'data-images-decoded="4"' in body.group(0), body.group(0)
     assert dom.count("<table>") == 4  # stages, two metrics files, failures
     assert len(re.findall(r'<tr class="(ran|skipped|failed)">', dom)) == 3
+
+
+def test_a_folder_a_link_or_no_run_is_one_clear_error(project, tmp_path):
+    folder = tmp_path / "out.html"
+    folder.mkdir()
+    with pytest.raises(ReportError, match="is a folder or a link"):
+        write_report(project, folder)
+    (tmp_path / "link.html").symlink_to(tmp_path / "elsewhere.html")
+    with pytest.raises(ReportError, match="is a folder or a link"):
+        write_report(project, tmp_path / "link.html")
+    assert not (tmp_path / "elsewhere.html").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ReportError, match="no run recorded yet; `motionmasks run` first"):
+        write_report(empty, tmp_path / "r.html")
+    assert not (tmp_path / "r.html").exists()

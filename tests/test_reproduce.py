@@ -109,3 +109,14 @@ def test_tolerances_are_exact_outside_trained_networks():
     assert tolerance_for("metrics/train.json", "final_loss", 700.0) == pytest.approx(70.0)
     assert tolerance_for("metrics/train.json", "train_frames", 200.0) == 1e-9
     assert tolerance_for("metrics/train/metrics.json", "val.threshold", 0.3) == float("inf")
+
+
+def test_the_command_names_an_unknown_revision_in_one_line(project, monkeypatch, capsys):
+    from motionmasks.cli import main
+
+    (project / "dvc.yaml").write_text("stages: {}\n")
+    monkeypatch.chdir(project)
+    assert main(["verify", "--against", "no-such-rev"]) == 2
+    err = capsys.readouterr().err
+    assert "git could not read revision 'no-such-rev'" in err and "Traceback" not in err
+    assert main(["verify"]) == 0
