@@ -9,12 +9,34 @@ than the pixel count) and the boxes are scaled back to the image's pixels.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import sys
+import threading
+
 import cv2
 import numpy as np
 
 from motionmasks.detection import DetectionImage, read_rgb
 
 MODES = ("fast", "quality", "single")
+
+# Selective search ranks its boxes by hierarchy level times a random number, drawn from the
+# C library's rand(). Unseeded, an image's proposals depend on how many images the same
+# process searched before it, so a parallel run's proposals changed with the scheduling.
+# Seeding rand() before each image makes them a function of the image alone; the lock
+# keeps two threads of one process from sharing the sequence.
+_RANK_SEED = 1  # rand()'s own default seed
+_rand_lock = threading.Lock()
+
+
+def _c_library() -> ctypes.CDLL:
+    if sys.platform == "win32":
+        return ctypes.CDLL(ctypes.util.find_library("ucrtbase") or "msvcrt")
+    return ctypes.CDLL(None)  # the process's own symbols: the libc OpenCV calls
+
+
+_libc = _c_library()
 
 
 def selective_search(
@@ -39,7 +61,10 @@ def selective_search(
         search.switchToSelectiveSearchQuality()
     else:
         search.switchToSingleStrategy()
-    rects = np.asarray(search.process(), np.float64).reshape(-1, 4)  # x, y, w, h at the small size
+    with _rand_lock:
+        _libc.srand(_RANK_SEED)
+        found = search.process()
+    rects = np.asarray(found, np.float64).reshape(-1, 4)  # x, y, w, h at the small size
     boxes = np.column_stack([rects[:, 0], rects[:, 1], rects[:, 0] + rects[:, 2], rects[:, 1] + rects[:, 3]])
     boxes = np.clip(boxes / scale, 0, [width, height, width, height])
     keep = (boxes[:, 2] - boxes[:, 0] >= min_side) & (boxes[:, 3] - boxes[:, 1] >= min_side)

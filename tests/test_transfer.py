@@ -2,6 +2,7 @@
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -42,6 +43,19 @@ def test_selective_search_finds_a_plain_rectangle():
     assert recall_at(boxes, np.array([[30, 20, 100, 60]]), 0.9) == 1
     shrunk = selective_search(image, max_side=60, max_proposals=50)  # searched at half size, boxes scaled back
     assert recall_at(shrunk, np.array([[30, 20, 100, 60]]), 0.8) == 1
+
+
+def test_selective_search_proposals_depend_on_the_image_alone():
+    # Its ranking draws random numbers: the proposals of an image must not depend on which
+    # images the same process searched before (CI once saw them change with scheduling).
+    rng = np.random.default_rng(3)
+    blocks = [rng.integers(0, 255, (12, 16, 3), dtype=np.uint8) for _ in range(2)]
+    first, second = (cv2.resize(b, (160, 120), interpolation=cv2.INTER_NEAREST) for b in blocks)
+    alone = selective_search(first, max_side=160, max_proposals=300)
+    selective_search(second, max_side=160, max_proposals=300)
+    after_another = selective_search(first, max_side=160, max_proposals=300)
+    assert len(alone) > 20
+    np.testing.assert_array_equal(alone, after_another)
 
 
 def test_recall_at_counts_covered_objects():
