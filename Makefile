@@ -25,7 +25,7 @@ test: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -n auto --dist loadfile
 
 # CI's results check: run the pipeline, then compare with the committed metrics, plots and
 # dvc.lock (tolerances in motionmasks/reproduce.py). Fails, naming each difference, if not reproduced.

@@ -10,10 +10,12 @@ more than ``download.max_failure_fraction`` of the items failed.
 
 from __future__ import annotations
 
-if __name__ == "__main__":  # a stage process started by DVC: first of all, never outlive it
+if __name__ == "__main__":  # a stage process started by DVC: before the slow imports
     from flows.lifeline import die_with_parent
+    from flows.prefect_api import report_to_project_api
 
-    die_with_parent()
+    die_with_parent()  # never outlive the run
+    report_to_project_api(".")  # DVC runs it in the project folder: its runs are recorded there
 
 import time
 from pathlib import Path

@@ -1,15 +1,17 @@
 """Processes of a run die with the run.
 
 Killing `motionmasks run` (or `dvc repro`) must not leave a stage process
-writing its outputs, its pool workers, or a temporary Prefect server behind:
-a new run would take the freed lock while an orphan still writes.
+writing its outputs or its pool workers behind: a new run would take the
+freed lock while an orphan still writes.
 
 - A stage process and its pool workers ask Linux to kill them when their
   parent dies (``prctl(PR_SET_PDEATHSIG)``): the chain dvc -> stage -> worker
   goes down together. A stage asks before its slow imports, so a run killed
   while the stage starts leaves no orphan either.
-- A server started by the run gets a small reaper process that kills it once
-  the run is gone.
+- The project's run server (``flows.prefect_api``) writes nothing of the
+  run's: it outlives a stage on purpose (the next stage reports to it) and
+  stops once idle. The Prefect server process under it gets a small reaper
+  that kills it once its owner is gone, even by SIGKILL.
 """
 
 from __future__ import annotations

@@ -3,11 +3,9 @@ DVC (``dvc repro --single-item``), so a stage whose inputs, code and params did
 not change is skipped and the run says so. Each stage's outcome, duration,
 reasons and metrics become a Prefect task run and artifacts.
 
-One Prefect API serves the whole run: ``use_prefect_server`` reuses
-``PREFECT_API_URL`` or the dashboard this project started (never whatever else
-answers on its port), or starts one
-temporary server and exports its address, so every stage process (started by
-DVC) reports to it instead of starting its own.
+One Prefect API serves the whole run (``flows.prefect_api.prefect_api``,
+entered by ``motionmasks run``): its address is exported, so every stage
+process (started by DVC) reports to it instead of starting its own.
 """
 
 from __future__ import annotations
@@ -18,200 +16,15 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
-import yaml
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from flows.plan import PipelineFailed, dvc_lock_is_busy, stage_plan
 from flows.stage import artifact_key
 from motionmasks.atomic import atomic_path
-
-DASHBOARD_API = "http://127.0.0.1:4200/api"
-
-
-class PipelineFailed(RuntimeError):
-    def __init__(self, message: str, results: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(message)
-        self.results = results or []  # the stages' outcome rows, for the run record
-
-
-def _api_healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url.rstrip('/')}/health", timeout=1.0).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _dashboard_record(root: Path) -> Path:
-    return root / ".prefect" / "dashboard.json"
-
-
-def _started(pid: int) -> float:
-    import psutil
-
-    return psutil.Process(pid).create_time()
-
-
-def record_dashboard(root: Path, pid: int, url: str) -> None:
-    """Note that this project's ``motionmasks dashboard`` (process ``pid``) serves ``url``.
-
-    The process's start time is kept too: a pid reused after a crash or a
-    reboot is then not taken for the dashboard.
-    """
-    from motionmasks.formats import write_json
-
-    write_json({"pid": pid, "started": _started(pid), "url": url}, _dashboard_record(root))
-
-
-def forget_dashboard(root: Path, pid: int) -> None:
-    record = _dashboard_record(root)
-    with contextlib.suppress(FileNotFoundError, ValueError, KeyError, json.JSONDecodeError):
-        if json.loads(record.read_text())["pid"] == pid:
-            record.unlink()
-
-
-def project_dashboard(root: Path) -> str | None:
-    """The API of the dashboard this project started, if it still runs and answers; else None.
-
-    Only a server this project started counts: whatever else listens on port
-    4200 (another user's, another program) never receives this run's logs.
-    """
-    import psutil
-
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError, psutil.Error):
-        record = json.loads(_dashboard_record(root).read_text())
-        pid, url = int(record["pid"]), str(record["url"])
-        if _started(pid) == float(record["started"]) and _api_healthy(url):  # psutil.NoSuchProcess when gone
-            return url
-    return None
-
-
-@contextlib.contextmanager
-def use_prefect_server(root: Path) -> Iterator[str]:
-    """Yield the API URL that this run and all its stage processes report to."""
-    url = os.environ.get("PREFECT_API_URL")  # named by the user
-    if not url:
-        url = project_dashboard(root)  # this project's `motionmasks dashboard` is running: show the run there
-    if url:
-        os.environ["PREFECT_API_URL"] = url
-        yield url
-        return
-    from prefect.server.api.server import SubprocessASGIServer
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    server = SubprocessASGIServer()  # the default instance, so Prefect itself reuses it
-    server.start()
-    if server.server_process is not None:  # killed with this run, even by SIGKILL
-        from flows.lifeline import reap_when_gone
-
-        reap_when_gone(os.getpid(), server.server_process.pid)
-    os.environ["PREFECT_API_URL"] = server.api_url
-    try:
-        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
-            yield server.api_url
-    finally:
-        from prefect.logging.handlers import APILogWorker
-
-        APILogWorker.drain_all(timeout=5)  # send the last logs before the server goes
-        os.environ.pop("PREFECT_API_URL", None)
-        server.stop()
-
-
-def _flatten(value: Any, prefix: str) -> dict[str, Any]:
-    if isinstance(value, dict):
-        return {k: v for key, sub in value.items() for k, v in _flatten(sub, f"{prefix}.{key}").items()}
-    return {prefix: value}
-
-
-def _param_changes(group: str, recorded: Any, current: Any) -> list[str]:
-    """'shots.min_shot: 10 -> 15' for each key of a params group that changed since the last run."""
-    old, new = _flatten(recorded, group), _flatten(current, group)
-    return [
-        f"{key}: {old.get(key, '(absent)')} -> {new.get(key, '(absent)')}"
-        for key in sorted(old.keys() | new.keys())
-        if old.get(key) != new.get(key)
-    ]
-
-
-def _describe_changes(entries: list[Any], locked_params: dict | None = None, params: dict | None = None) -> list[str]:
-    reasons = []
-    for entry in entries:
-        if isinstance(entry, str):
-            reasons.append(entry)
-            continue
-        for kind, changes in entry.items():
-            if isinstance(changes, dict):
-                for path, what in changes.items():
-                    if isinstance(what, dict):  # params: {group or key: "modified" | "new" | "deleted"}
-                        for key, how in what.items():
-                            recorded = (locked_params or {}).get(path, {}).get(key)
-                            if how == "modified" and recorded is not None and params is not None:
-                                details = _param_changes(key, recorded, params.get(key))
-                                reasons.extend(f"changed param {d}" for d in details)
-                            else:
-                                reasons.append(f"{kind}: {path}: {key} {how}")
-                    else:
-                        reasons.append(f"{kind}: {path} {what}")
-            else:
-                reasons.append(f"{kind}: {changes}")
-    return reasons
-
-
-def stage_plan(root: Path, targets: list[str] | None = None) -> list[dict[str, Any]]:
-    """Stages in dependency order with why each would run now.
-
-    Each entry: name, reasons (empty = up to date), upstream (names), metrics
-    (paths). ``targets`` restricts the plan to those stages and their upstream.
-    """
-    from dvc.repo import Repo
-    from dvc.repo.reproduce import get_active_graph, plan_repro
-
-    params_file = root / "params.yaml"
-    current_params = yaml.safe_load(params_file.read_text()) if params_file.is_file() else {}
-    lock_file = root / "dvc.lock"
-    locked = (yaml.safe_load(lock_file.read_text()) or {}).get("stages", {}) if lock_file.is_file() else {}
-    with Repo(str(root)) as repo, _dvc_lock_is_busy():
-        graph = get_active_graph(repo.index.graph)
-        stages = [s for s in repo.index.stages if targets is None or s.addressing in targets]
-        if targets:
-            unknown = set(targets) - {s.addressing for s in stages}
-            if unknown:
-                known = ", ".join(s.addressing for s in repo.index.stages)
-                raise PipelineFailed(f"unknown stage(s) {', '.join(sorted(unknown))}; stages are: {known}")
-        plan = []
-        changed = repo.status()  # every stage's own changes in one pass (one call per stage took 6x longer)
-        for stage in plan_repro(graph, stages):
-            if stage.addressing in locked:
-                changes = changed.get(stage.addressing, [])
-                reasons = _describe_changes(changes, locked[stage.addressing].get("params"), current_params)
-            else:
-                reasons = ["never run here (not in dvc.lock)"]
-            plan.append(
-                {
-                    "name": stage.addressing,
-                    "reasons": reasons,
-                    "upstream": [s.addressing for s in graph.successors(stage)],
-                    "metrics": [str(Path(out.fs_path).relative_to(root.resolve())) for out in stage.outs if out.metric],
-                }
-            )
-        return plan
-
-
-@contextlib.contextmanager
-def _dvc_lock_is_busy() -> Iterator[None]:
-    from dvc.lock import LockError
-
-    try:
-        yield
-    except LockError:
-        raise PipelineFailed(
-            "a DVC command (dvc repro, dvc exp run, ...) holds this project's lock; wait for it "
-            "to finish, then run again (its outputs are safe)"
-        ) from None
 
 
 def read_metrics(root: Path, paths: list[str]) -> dict[str, Any]:
@@ -273,7 +86,7 @@ def run_stage(
         reasons = [f"upstream ran: {', '.join(upstream_ran)}"]
     uncached: dict[Path, bytes] = {}
     try:
-        with Repo(str(root)) as repo, _dvc_lock_is_busy():
+        with Repo(str(root)) as repo, dvc_lock_is_busy():
             # the project's choice is core.autostage false: no "git add dvc.lock" hint after every stage
             repo.scm_context.quiet = True
             uncached = _uncached_outputs(repo, name)

@@ -124,7 +124,6 @@ def stage_main(description: str, paths: dict[str, str], run: Callable[[argparse.
     for name, help_text in paths.items():
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, required=True, type=Path, help=help_text)
     args = parser.parse_args()
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     logging.getLogger("prefect").setLevel(os.environ.get("MOTIONMASKS_LOG_LEVEL", "INFO"))
     for name in paths:  # a killed earlier run's temporaries sit beside (or inside) the paths
         path = getattr(args, name)
@@ -133,9 +132,10 @@ def stage_main(description: str, paths: dict[str, str], run: Callable[[argparse.
                 print(f"removed {leftover}: left by a run that was killed", file=sys.stderr)
     from prefect import tags
 
+    root = Path.cwd()  # DVC runs the stage in the project folder
     try:
         params = load_params(args.params, complete=True)
-        with tags(project_tag(Path.cwd())):  # DVC runs the stage in the project folder
+        with tags(project_tag(root)):  # the API was chosen before Prefect was imported (flows.prefect_api)
             run(args, params)
     except (ParamsError, StageFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -12,10 +12,12 @@ Several GPUs (or processes): start this module under ``torchrun``; only rank
 
 from __future__ import annotations
 
-if __name__ == "__main__":  # a stage process started by DVC: first of all, never outlive it
+if __name__ == "__main__":  # a stage process started by DVC: before the slow imports
     from flows.lifeline import die_with_parent
+    from flows.prefect_api import report_to_project_api
 
-    die_with_parent()
+    die_with_parent()  # never outlive the run
+    report_to_project_api(".")  # DVC runs it in the project folder: its runs are recorded there
 
 import os
 from pathlib import Path

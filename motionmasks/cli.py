@@ -33,13 +33,6 @@ def _project_root() -> Path:
     sys.exit("error: no dvc.yaml here or above; run motionmasks inside the project folder")
 
 
-def _prefect_defaults(root: Path) -> None:
-    # Keep Prefect's state (its database of runs) with the project, so the
-    # dashboard shows the runs made here, and never phone home.
-    os.environ.setdefault("PREFECT_HOME", str(root / ".prefect"))
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-
-
 @contextlib.contextmanager
 def _run_lock(root: Path) -> Iterator[None]:
     """One pipeline run at a time in a project folder; a second one is told so and stops.
@@ -91,12 +84,15 @@ def _check_dvc_lock(root: Path) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from flows.prefect_api import keep_prefect_state_in
+
     root = _project_root()
-    _prefect_defaults(root)
+    keep_prefect_state_in(root)
     os.chdir(root)
     import datetime as dt
 
-    from flows.pipeline import PipelineFailed, pipeline, stage_plan, use_prefect_server
+    from flows.plan import PipelineFailed, stage_plan
+    from flows.prefect_api import prefect_api
     from motionmasks.params import ParamsError, load_params
     from motionmasks.report import record_run
 
@@ -111,13 +107,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             _check_dvc_lock(root)
             plan = stage_plan(root, args.stages or None)
             if args.force or any(step["reasons"] for step in plan):
-                from prefect import tags
+                with prefect_api(root) as (url, run_server):  # chosen before Prefect is imported
+                    from prefect import tags
 
-                from flows.stage import project_tag
+                    from flows.pipeline import pipeline
+                    from flows.stage import project_tag
 
-                with use_prefect_server(root) as url, tags(project_tag(root)):
-                    print(f"Prefect API: {url}")
-                    results = pipeline(root, args.stages or None, args.force, plan)
+                    where = f"the project's run server {url}, which stops once idle" if run_server else url
+                    print(f"Prefect API: {where} (runs recorded in {os.environ['PREFECT_HOME']})")
+                    with tags(project_tag(root)):
+                        results = pipeline(root, args.stages or None, args.force, plan)
             else:  # nothing to do: no Prefect server to start, no flow run to record
                 print("nothing changed: every stage is up to date")
                 results = [
@@ -142,7 +141,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     root = _project_root()
-    from flows.pipeline import stage_plan
+    from flows.plan import stage_plan
 
     stale: set[str] = set()
     for step in stage_plan(root):
@@ -194,10 +193,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    from flows.pipeline import DASHBOARD_API, forget_dashboard, record_dashboard
+    from flows.prefect_api import DASHBOARD_API, forget_dashboard, keep_prefect_state_in, record_dashboard
 
     root = _project_root()
-    _prefect_defaults(root)
+    keep_prefect_state_in(root)
     print(f"Prefect dashboard: {DASHBOARD_HINT}  (runs started while it is up report here; Ctrl-C stops it)")
     server = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", "4200"]

@@ -481,7 +481,7 @@ def test_logs_go_only_to_a_server_this_project_started(tmp_path):
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from flows.pipeline import forget_dashboard, project_dashboard, record_dashboard
+    from flows.prefect_api import forget_dashboard, project_dashboard, record_dashboard
 
     class Health(BaseHTTPRequestHandler):
         def do_GET(self):
