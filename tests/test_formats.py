@@ -153,3 +153,44 @@ def test_map_shard_round_trip_quantises_to_1_255(tmp_path):
 def test_map_shard_rejects_mismatched_frames(tmp_path):
     with pytest.raises(ValueError, match="do not match"):
         write_map_shard(tmp_path / "s.npz", MapShard(np.zeros((2, 2, 2)), np.array([0])))
+
+
+def test_every_stage_depends_on_the_format_modules_its_code_imports():
+    """A change to a format re-runs exactly the stages whose code uses it (dvc.yaml deps)."""
+    import ast
+    import importlib
+    from pathlib import Path
+
+    import yaml
+
+    import motionmasks.formats as formats
+
+    # segment.py serves the segment command too: what only its PNGs use shapes no stage output
+    shapes_no_output = {
+        ("shots", "quantise"),  # shots uses the segmenter's shot splitting only
+        ("shots", "mask_at_size"),
+        ("motion", "mask_at_size"),  # the stages store masks at the working size
+        ("consensus", "mask_at_size"),
+        ("prune", "mask_at_size"),
+    }
+    root = Path(__file__).resolve().parents[1]
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    module_of = {}
+    for name in formats.__all__:
+        for sub in ("files", "names", "masks", "maps", "training", "shots", "detection"):
+            if name in vars(importlib.import_module(f"motionmasks.formats.{sub}")):
+                module_of[name] = f"motionmasks/formats/{sub}.py"
+                break
+    assert set(module_of) == set(formats.__all__)
+    checked = 0
+    for stage, spec in stages.items():
+        deps = {str(d) for d in spec.get("deps", [])}
+        for code in sorted(d for d in deps if d.endswith(".py") and "/formats/" not in d):
+            for node in ast.walk(ast.parse((root / code).read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module == "motionmasks.formats":
+                    for alias in node.names:
+                        if (stage, alias.name) in shapes_no_output:
+                            continue
+                        assert module_of[alias.name] in deps, f"{stage}: {code} uses {alias.name}"
+                        checked += 1
+    assert checked >= 15
