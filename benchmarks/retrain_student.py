@@ -39,6 +39,11 @@ def main() -> None:
     parser.add_argument("--loader-workers", type=int, default=1)
     args = parser.parse_args()
 
+    written_here = args.out / "summary.json"
+    if args.out.exists() and any(args.out.iterdir()) and not written_here.exists():
+        sys.exit(f"error: {args.out} holds files this script did not write (no summary.json); choose an empty --out")
+    if not (args.project / "params.yaml").is_file() or not (args.project / "data/prune/index.parquet").is_file():
+        sys.exit(f"error: {args.project}: not a project whose prune stage ran (params.yaml, data/prune/index.parquet)")
     settings = dict(yaml.safe_load((args.project / "params.yaml").read_text())["train"])
     settings = {k: v for k, v in settings.items() if k in TrainParams.model_fields}  # the project's own
     for item in args.set:

@@ -68,15 +68,29 @@ def _started(pid: int) -> float:
     return psutil.Process(pid).create_time()
 
 
-def record_dashboard(root: Path, pid: int, url: str) -> None:
-    """Note that this project's ``motionmasks dashboard`` (process ``pid``) serves ``url``.
-
-    The process's start time is kept too: a pid reused after a crash or a
-    reboot is then not taken for the dashboard.
-    """
+def _write_server_record(path: Path, pid: int, url: str) -> None:
+    """Note that process ``pid`` serves ``url``, with its start time: a pid reused after a
+    crash or a reboot is then not taken for the server."""
     from motionmasks.formats import write_json
 
-    write_json({"pid": pid, "started": _started(pid), "url": url}, _dashboard_record(root))
+    write_json({"pid": pid, "started": _started(pid), "url": url}, path)
+
+
+def _live_server(path: Path) -> str | None:
+    """The API in the record at ``path`` if the process it names still runs (same start time) and answers."""
+    import psutil
+
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError, psutil.Error):
+        record = json.loads(path.read_text())
+        pid, url = int(record["pid"]), str(record["url"])
+        if _started(pid) == float(record["started"]) and _api_healthy(url):  # psutil.NoSuchProcess when gone
+            return url
+    return None
+
+
+def record_dashboard(root: Path, pid: int, url: str) -> None:
+    """Note that this project's ``motionmasks dashboard`` (process ``pid``) serves ``url``."""
+    _write_server_record(_dashboard_record(root), pid, url)
 
 
 def forget_dashboard(root: Path, pid: int) -> None:
@@ -92,14 +106,7 @@ def project_dashboard(root: Path) -> str | None:
     Only a server this project started counts: whatever else listens on port
     4200 (another user's, another program) never receives this run's logs.
     """
-    import psutil
-
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError, psutil.Error):
-        record = json.loads(_dashboard_record(root).read_text())
-        pid, url = int(record["pid"]), str(record["url"])
-        if _started(pid) == float(record["started"]) and _api_healthy(url):  # psutil.NoSuchProcess when gone
-            return url
-    return None
+    return _live_server(_dashboard_record(root))
 
 
 def _run_server_files(root: Path) -> tuple[Path, Path, Path, Path]:
@@ -112,18 +119,6 @@ def _run_server_files(root: Path) -> tuple[Path, Path, Path, Path]:
         state / "run-server.start.lock",
         state / "run-server.log",
     )
-
-
-def _live_server(record: Path) -> str | None:
-    """The API in ``record`` if the process it names still runs (same start time) and answers; else None."""
-    import psutil
-
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError, psutil.Error):
-        values = json.loads(record.read_text())
-        pid, url = int(values["pid"]), str(values["url"])
-        if _started(pid) == float(values["started"]) and _api_healthy(url):
-            return url
-    return None
 
 
 @contextlib.contextmanager
@@ -161,7 +156,6 @@ def serve_run(root: Path, idle_s: float) -> None:
     from prefect.server.api.server import SubprocessASGIServer
 
     from flows.lifeline import reap_when_gone
-    from motionmasks.formats import write_json
 
     record, lease_path, _, _ = _run_server_files(root)
     server = SubprocessASGIServer()
@@ -169,7 +163,7 @@ def serve_run(root: Path, idle_s: float) -> None:
     if server.server_process is not None:  # the server goes with this process, even when it is killed
         reap_when_gone(os.getpid(), server.server_process.pid)
     pid = os.getpid()
-    write_json({"pid": pid, "started": _started(pid), "url": server.api_url}, record)
+    _write_server_record(record, pid, server.api_url)
     print(f"run server {pid} serves {server.api_url} until idle for {idle_s:g} s", flush=True)
     idle_since: float | None = None
     try:
@@ -231,7 +225,10 @@ def report_to_project_api(root: Path | str) -> None:
     Under ``motionmasks run`` the run's API is inherited. Under ``dvc repro`` the stages
     share the project's run server: this process keeps its lease until it exits.
     """
-    _for_this_process.enter_context(prefect_api(Path(root)))
+    try:
+        _for_this_process.enter_context(prefect_api(Path(root)))
+    except (OSError, RuntimeError) as exc:  # e.g. .prefect is not a writable folder: one line, not a traceback
+        sys.exit(f"error: no Prefect API for this stage: {exc}")
 
 
 if __name__ == "__main__":  # python -m flows.prefect_api ROOT IDLE_SECONDS: the run server (see run_server)

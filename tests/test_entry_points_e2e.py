@@ -103,3 +103,51 @@ def test_the_run_server_serves_one_process_after_another_and_stops_once_idle(tmp
         time.sleep(0.2)
     assert not running() and not record.exists()
     assert "idle, stopping" in (tmp_path / ".prefect" / "run-server.log").read_text()
+
+
+def test_two_processes_starting_at_once_share_one_run_server_and_a_killed_one_is_replaced(tmp_path, monkeypatch):
+    import json
+    import signal
+    import threading
+
+    import httpx
+
+    from flows.prefect_api import run_server
+
+    monkeypatch.delenv("PREFECT_HOME", raising=False)
+    urls: list[str] = []
+    both_inside = threading.Barrier(2, timeout=120)
+
+    def enter() -> None:
+        with run_server(tmp_path) as url:
+            urls.append(url)
+            both_inside.wait()
+
+    threads = [threading.Thread(target=enter) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=180)
+    assert len(urls) == 2 and urls[0] == urls[1] and _servers_started(tmp_path) == 1
+
+    record = tmp_path / ".prefect" / "run-server.json"
+    pid = json.loads(record.read_text())["pid"]
+    os.kill(pid, signal.SIGKILL)  # its record now names a dead process
+    os.waitpid(pid, 0)  # this test started it; a stage that starts one exits, and init reaps it
+    with run_server(tmp_path) as url:
+        assert httpx.get(f"{url}/health").status_code == 200
+    assert _servers_started(tmp_path) == 2
+
+
+def test_a_prefect_folder_that_is_a_file_is_one_clear_line(tmp_path):
+    (tmp_path / ".prefect").write_text("not a folder")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    code = "from flows.prefect_api import report_to_project_api; report_to_project_api('.')"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one line, no traceback
+    assert "error: no Prefect API for this stage" in result.stderr and ".prefect" in result.stderr
+    assert (tmp_path / ".prefect").read_text() == "not a folder"  # left as it was

@@ -260,3 +260,22 @@ def test_loader_workers_change_no_weight(tmp_path):
     train(shards, tmp_path / "a.pt", tmp_path / "a", one, loader_workers=0)
     train(shards, tmp_path / "b.pt", tmp_path / "b", one, loader_workers=2)
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+
+
+def test_retrain_student_never_writes_into_a_folder_it_did_not_write(tmp_path):
+    """benchmarks/retrain_student.py pointed at the pipeline's own model folder (or any other) refuses."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "retrain_student.py"
+    theirs = tmp_path / "data" / "train"
+    theirs.mkdir(parents=True)
+    (theirs / "model.pt").write_bytes(b"someone's model")
+    run = [sys.executable, str(script), "--project", str(tmp_path), "--out", str(theirs)]
+    result = subprocess.run(run, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "did not write" in result.stderr and str(theirs) in result.stderr
+    assert (theirs / "model.pt").read_bytes() == b"someone's model"
+    result = subprocess.run([*run[:-1], str(tmp_path / "new")], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "not a project whose prune stage ran" in result.stderr
+    assert not (tmp_path / "new").exists()
