@@ -67,6 +67,39 @@ def _restore_outputs(root: Path, name: str, uncached: dict[Path, bytes], logger:
     logger.warning("stage %s: its previous outputs are back in place", name)
 
 
+RESTORED = "restored (run cache)"
+
+
+class _RunCacheHits(logging.Handler):
+    """Notes the stages DVC restored from its run cache instead of running.
+
+    DVC says so only in its log ("Stage 'x' is cached - skipping run, checking
+    out outputs"); ``Repo.reproduce`` returns restored and run stages alike.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.restored = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.restored = self.restored or "is cached - skipping run" in record.getMessage()
+
+
+@contextlib.contextmanager
+def _watch_run_cache() -> Any:
+    hits = _RunCacheHits()
+    dvc_logger = logging.getLogger("dvc.stage.cache")
+    level = dvc_logger.level
+    if not dvc_logger.isEnabledFor(logging.INFO):  # DVC's own logging set quieter: still hear this
+        dvc_logger.setLevel(logging.INFO)
+    dvc_logger.addHandler(hits)
+    try:
+        yield hits
+    finally:
+        dvc_logger.removeHandler(hits)
+        dvc_logger.setLevel(level)
+
+
 @task(task_run_name="stage-{name}")
 def run_stage(
     root: Path, name: str, reasons: list[str], force: bool, metric_paths: list[str], upstream_ran: list[str]
@@ -90,8 +123,10 @@ def run_stage(
             # the project's choice is core.autostage false: no "git add dvc.lock" hint after every stage
             repo.scm_context.quiet = True
             uncached = _uncached_outputs(repo, name)
-            ran = repo.reproduce(name, single_item=True, force=force)
-        outcome = "ran" if ran else "skipped (up to date)"
+            with _watch_run_cache() as hits:
+                ran = repo.reproduce(name, single_item=True, force=force)
+        # a parameter value (or input) already run here: DVC put that run's outputs back
+        outcome = (RESTORED if hits.restored else "ran") if ran else "skipped (up to date)"
     except Exception as exc:
         logger.error("stage %s failed: %s (%s)", name, exc, exc.__cause__ or "see the stage's log above")
         _restore_outputs(root, name, uncached, logger)
@@ -114,18 +149,16 @@ def run_stage(
         "stage": name,
         "outcome": outcome,
         "seconds": round(time.perf_counter() - start, 2),
-        "why": ("; ".join(reasons) or "forced") if outcome == "ran" else "",
+        "why": ("; ".join(reasons) or "forced") if outcome != "skipped (up to date)" else "",
         "metrics": metrics,
     }
 
 
 def _counts(rows: list[dict[str, Any]]) -> tuple[int, int, int]:
     outcomes = [r["outcome"] for r in rows]
-    return (
-        outcomes.count("ran"),
-        sum(o.startswith("skipped") for o in outcomes),
-        len(outcomes) - outcomes.count("ran") - sum(o.startswith("skipped") for o in outcomes),
-    )
+    ran = sum(o in ("ran", RESTORED) for o in outcomes)
+    skipped = sum(o.startswith("skipped") for o in outcomes)
+    return ran, skipped, len(outcomes) - ran - skipped
 
 
 @flow(name="pipeline", log_prints=True)
@@ -157,7 +190,9 @@ def pipeline(
             continue
         # --force applies to the stages asked for, not to everything they need
         forced = force and (targets is None or step["name"] in targets)
-        upstream_ran = [r["stage"] for r in results if r["stage"] in step["upstream"] and r["outcome"] == "ran"]
+        upstream_ran = [
+            r["stage"] for r in results if r["stage"] in step["upstream"] and r["outcome"] in ("ran", RESTORED)
+        ]
         result = run_stage(root, step["name"], step["reasons"], forced, step["metrics"], upstream_ran)
         if result["outcome"] == "failed":
             failed.add(step["name"])
@@ -167,7 +202,7 @@ def pipeline(
     lines = "\n".join(f"| {r['stage']} | {r['outcome']} | {r['seconds']} | {r['why']} |" for r in rows)
     create_markdown_artifact(f"| stage | outcome | seconds | why |\n|---|---|---|---|\n{lines}", key="pipeline-summary")
     # the table itself is printed once, by the command that started the run (and is an artifact here)
-    logger.info("%d stage(s) ran, %d up to date, %d failed", *_counts(rows))
+    logger.info("%d stage(s) ran or were restored, %d up to date, %d failed", *_counts(rows))
     if failed:
         raise PipelineFailed(f"stage(s) failed: {', '.join(sorted(failed))}; see their logs above", results)
     return results

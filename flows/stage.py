@@ -5,9 +5,12 @@ failures report."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
 import os
 import re
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +19,7 @@ from typing import Any
 import pandas as pd
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from motionmasks.atomic import sweep_temporaries
+from motionmasks.atomic import atomic_path, sweep_temporaries
 from motionmasks.formats import ShotRecord, write_json, write_table
 from motionmasks.params import Params, ParamsError, load_params
 
@@ -139,4 +142,67 @@ def stage_main(description: str, paths: dict[str, str], run: Callable[[argparse.
             run(args, params)
     except (ParamsError, StageFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        restore_previous_outputs(root)
         sys.exit(2)
+    except BaseException:  # a crash or Ctrl-C: the traceback follows, after the outputs are back
+        restore_previous_outputs(root)
+        raise
+
+
+def restore_previous_outputs(root: Path) -> None:
+    """Put back the outputs that dvc.lock records for the stage DVC is running.
+
+    DVC deletes a stage's outputs before it runs the command, so a failed
+    ``dvc repro`` would otherwise leave the stage (and every stage reading it)
+    nothing. The outputs it cached come from its cache; metrics (which git
+    tracks, so DVC does not cache them) come from the copy its run cache kept.
+    Outside DVC (no ``DVC_STAGE``), or for a stage never run here, nothing to do.
+    """
+    name = os.environ.get("DVC_STAGE")
+    if not name:
+        return
+    problems, restored = [], 0
+    try:
+        from dvc.repo import Repo
+
+        # DVC names the stage relative to the folder it runs it in: the project's
+        with contextlib.chdir(root), Repo(str(root)) as repo:
+            for stage in repo.stage.collect(name):
+                for out in stage.outs:
+                    if not (out.hash_info and out.hash_info.value):
+                        continue  # never written by a successful run
+                    try:
+                        _restore_output(repo, out)
+                        restored += 1
+                    except Exception as exc:  # restoring must never hide the stage's own error
+                        problems.append(f"{out}: {exc}")
+    except Exception as exc:
+        problems.append(str(exc))
+    for problem in problems:
+        print(f"{name}: a previous output could not be restored: {problem}", file=sys.stderr)
+    if restored:
+        print(f"{name}: {restored} previous output(s) back in place, as dvc.lock records them", file=sys.stderr)
+
+
+def _restore_output(repo: Any, out: Any) -> None:
+    if out.use_cache:
+        out.checkout(force=True)
+        return
+    # An uncached output (metrics, plots) is in the cache only as the copy DVC's run cache
+    # kept of it: a file, or a folder as a manifest of its files (DVC's cache layout).
+    cache = repo.cache.local
+    copy = Path(cache.oid_to_path(out.hash_info.value))
+    if not copy.is_file():
+        raise FileNotFoundError(f"not in the DVC cache (`git checkout -- {out}` restores it)")
+    target = Path(out.fs_path)
+    if not out.hash_info.isdir:
+        with atomic_path(target) as tmp:
+            shutil.copyfile(copy, tmp)
+        return
+    files = [(entry["relpath"], Path(cache.oid_to_path(entry["md5"]))) for entry in json.loads(copy.read_text())]
+    missing = [relpath for relpath, source in files if not source.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} of its files are not in the DVC cache, {missing[0]} first")
+    for relpath, source in files:  # file by file: the folder must hold exactly what the manifest lists
+        with atomic_path(target / relpath) as tmp:
+            shutil.copyfile(source, tmp)

@@ -2,6 +2,7 @@
 with a tiny corpus, reporting to a real Prefect server."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -112,6 +113,25 @@ def test_changing_a_shots_param_reruns_shots_and_downstream_only(project):
     ran = _reproduce(project)
     assert ran[0] == "shots"
     assert not {"corpus", "download"} & set(ran)
+    assert _reproduce(project) == []
+
+
+def test_going_back_to_a_parameter_value_already_run_restores_it_from_the_run_cache(project):
+    """DVC's run cache: a value run before here is checked out, not computed again."""
+    lock_before = yaml.safe_load((project / "dvc.lock").read_text())
+    metrics_before = (project / "metrics/evaluate.json").read_bytes()
+    params_text = (project / "params.yaml").read_text()
+    params = yaml.safe_load(params_text)
+    params["evaluate"]["threshold"] = 0.4
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert _reproduce(project) == ["evaluate"]
+    assert (project / "metrics/evaluate.json").read_bytes() != metrics_before
+    (project / "params.yaml").write_text(params_text)
+    run = _sh([sys.executable, "-m", "motionmasks.cli", "run"], project).stdout
+    assert re.search(r"^evaluate +restored \(run cache\) .*changed param evaluate.threshold: 0.4 -> 0.5", run, re.M)
+    assert not re.search(r"^\S+ +ran ", run, re.M), run  # nothing computed
+    assert (project / "metrics/evaluate.json").read_bytes() == metrics_before
+    assert yaml.safe_load((project / "dvc.lock").read_text()) == lock_before
     assert _reproduce(project) == []
 
 

@@ -383,3 +383,33 @@ def test_a_failed_stage_leaves_its_previous_outputs_in_place(project):
     assert _lock_outs(root) == reference
     status = _sh([sys.executable, "-m", "dvc", "status", "consensus"], root).stdout
     assert "modified" not in status and "deleted" not in status, status
+
+
+def test_a_stage_failing_under_a_bare_dvc_repro_puts_its_previous_outputs_back(project):
+    """DVC deletes a stage's outputs before running it; the failing stage itself restores them."""
+    root, _ = project
+    reference = _lock_outs(root)
+    shards = sorted(p.name for p in (root / "data/consensus/shards").iterdir())
+    metrics = (root / "metrics/consensus.json").read_bytes()
+    env = {
+        **_env(),
+        "MOTIONMASKS_DASK_ADDRESS": "tcp://127.0.0.1:9",  # nothing listens: the stage fails
+        "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s",
+    }
+    failed = subprocess.run(
+        [sys.executable, "-m", "dvc", "repro", "--single-item", "--force", "consensus"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    said = failed.stdout + failed.stderr
+    assert failed.returncode != 0 and "failed to reproduce 'consensus'" in said, said[-3000:]
+    assert "consensus: 4 previous output(s) back in place" in said
+    assert sorted(p.name for p in (root / "data/consensus/shards").iterdir()) == shards
+    assert (root / "metrics/consensus.json").read_bytes() == metrics
+    assert (root / "data/consensus/failures.csv").is_file()
+    assert _lock_outs(root) == reference and _temporaries(root) == []
+    status = _sh([sys.executable, "-m", "dvc", "status", "consensus"], root).stdout
+    assert "modified" not in status and "deleted" not in status, status
