@@ -274,9 +274,10 @@ def _segment_one(source: Path, target: Path, segmenter: Any, max_pixels: int, pr
 
 
 def _segment_in_worker(source: Path, target: Path, segmenter: Any, max_pixels: int) -> int:
-    import torch
+    if isinstance(segmenter, Path):  # the ConvNet; the motion segmenter never imports torch (2 s per worker)
+        import torch
 
-    torch.set_num_threads(1)  # parallelism comes from one process per core
+        torch.set_num_threads(1)  # parallelism comes from one process per core
     return _segment_one(source, target, segmenter, max_pixels, _PROGRESS.put)
 
 
