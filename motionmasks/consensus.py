@@ -477,6 +477,43 @@ def suppress_small_blobs(soft: np.ndarray, *, threshold: float = 0.7, ratio: flo
     return soft
 
 
+CONFIDENT_FOREGROUND = 0.7  # the appearance model learns foreground colours from votes above this
+
+
+def colour_posterior(
+    frames: np.ndarray, soft: np.ndarray, *, bins: int = 8, high: float = CONFIDENT_FOREGROUND, low: float = 0.3
+) -> np.ndarray:
+    """P(foreground | colour) of every pixel, from the shot's own soft masks: a per-shot appearance model.
+
+    One joint RGB histogram (``bins`` per channel) of the pixels the masks
+    call confidently foreground (``> high``) and one of those they call
+    confidently background (``< low``), each with one count added per bin and
+    normalised; the posterior is ``fg / (fg + bg)`` at each pixel's colour
+    (0.5 for a colour seen in neither). Label-free: it learns from the votes.
+
+    Parameters
+    ----------
+    frames : ndarray, (T, H, W, 3) uint8
+        The shot's frames.
+    soft : ndarray, (T, H, W) float
+        Their soft masks in [0, 1].
+
+    Returns
+    -------
+    ndarray, (T, H, W) float32 in (0, 1)
+    """
+    if not 1 <= bins <= 256:
+        raise ValueError(f"bins must be in 1..256 per channel, got {bins}")
+    quantised = (np.asarray(frames).astype(np.int32) * bins) >> 8
+    index = (quantised[..., 0] * bins + quantised[..., 1]) * bins + quantised[..., 2]
+    foreground = np.bincount(index[soft > high], minlength=bins**3).astype(np.float64) + 1.0
+    background = np.bincount(index[soft < low], minlength=bins**3).astype(np.float64) + 1.0
+    foreground /= foreground.sum()
+    background /= background.sum()
+    posterior = (foreground / (foreground + background)).astype(np.float32)
+    return posterior[index]
+
+
 def consensus_voting(
     frames: np.ndarray,
     saliency: np.ndarray,
@@ -495,6 +532,7 @@ def consensus_voting(
     refine_eps: float = 1e-4,
     blob_threshold: float = 0.7,
     blob_ratio: float = 0.6,
+    appearance: float = 0.3,
     timings: dict | None = None,
 ) -> np.ndarray:
     """Soft foreground maps of a shot by non-local consensus voting.
@@ -503,8 +541,9 @@ def consensus_voting(
     (:func:`superpixels`) and descriptors (:func:`superpixel_descriptors`)
     per frame; the sparse graph (:func:`transition_matrix`); initial votes =
     mean saliency per superpixel; :func:`vote`; paint each superpixel's vote;
-    :func:`refine`; :func:`suppress_small_blobs`; upsample (bilinear) to the
-    input size.
+    blend in the shot's appearance model (:func:`colour_posterior`, averaged
+    per superpixel); :func:`refine`; :func:`suppress_small_blobs`; upsample
+    (bilinear) to the input size.
 
     Parameters
     ----------
@@ -532,11 +571,18 @@ def consensus_voting(
     the 30 DAVIS-2016 train sequences (``benchmarks/tune_segmenter.py``).
     refine_radius, refine_eps : see :func:`refine`.
     blob_threshold, blob_ratio : see :func:`suppress_small_blobs`.
+    appearance : float in [0, 1]
+        Weight of the per-shot colour model against the votes: each frame's
+        map is ``(1 - a) votes + a P(fg | colour)``, divided by its maximum.
+        It pulls back what motion missed but looks like the object, and
+        pushes away moving background of another colour. 0 turns it off
+        (the reference); 0.3 was chosen on the 30 DAVIS-2016 train sequences
+        (J@0.5 0.671 -> 0.689; dev, which did not choose it, 0.645 -> 0.656).
     timings : dict or None
         If given, seconds spent per stage are added under ``"superpixels"``,
         ``"descriptors"``, ``"graph"``, ``"voting"`` (shrinking and the
-        initial votes count as superpixels; painting, blobs and upsampling as
-        voting).
+        initial votes count as superpixels; painting, the appearance model,
+        blobs and upsampling as voting).
 
     Returns
     -------
@@ -557,6 +603,8 @@ def consensus_voting(
         raise ValueError(
             f"saliency shape {saliency.shape} must be (T, H, W) = {frames.shape[:3]}, one map per frame at the frames' size"
         )
+    if not 0.0 <= appearance <= 1.0:
+        raise ValueError(f"appearance must be a weight in [0, 1], got {appearance}")
     t_count, h, w = frames.shape[:3]
     if t_count == 0 or h == 0 or w == 0:
         return np.zeros((t_count, h, w), np.float32)
@@ -581,9 +629,20 @@ def consensus_voting(
     with _timed(timings, "voting"):
         offsets = np.concatenate([[0], np.cumsum([len(d) for d in descriptors])])
         votes = vote(matrix, np.concatenate(seeds), offsets, iterations=iterations)
+        painted = np.stack([votes[offsets[t] : offsets[t + 1]][labels[t]] for t in range(t_count)])
+        # the colour model needs some confident foreground to learn from; a frame with no votes
+        # at all (nothing moved) stays empty rather than be filled by colour alone
+        blend = appearance > 0 and bool((painted > CONFIDENT_FOREGROUND).any())
+        if blend:
+            posterior = colour_posterior(np.stack(small), painted)
         maps = np.empty((t_count, h, w), np.float32)
         for t in range(t_count):
-            soft = votes[offsets[t] : offsets[t + 1]][labels[t]]
+            soft = painted[t]
+            if blend and soft.max() > 0:  # the colour model, averaged over each superpixel, blended with the votes
+                flat = labels[t].ravel()
+                per_superpixel = np.bincount(flat, posterior[t].ravel()) / np.bincount(flat)
+                soft = (1.0 - appearance) * soft + appearance * per_superpixel[labels[t]].astype(np.float32)
+                soft = soft / max(float(soft.max()), 1e-6)
             soft = refine(small[t], soft, radius=refine_radius, eps=refine_eps)
             soft = suppress_small_blobs(soft, threshold=blob_threshold, ratio=blob_ratio)
             maps[t] = soft if (sh, sw) == (h, w) else cv2.resize(soft, (w, h), interpolation=cv2.INTER_LINEAR)

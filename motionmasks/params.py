@@ -134,6 +134,7 @@ class ConsensusParams(_Group):
     refine_eps: float = Field(1e-4, gt=0)
     blob_threshold: float = Field(0.7, ge=0, le=1)  # ref: blobs above 0.7 ...
     blob_ratio: float = Field(0.6, ge=0, le=1)  # ... smaller than 0.6 x the largest are pushed under 0.7
+    appearance: float = Field(0.3, ge=0, le=1)  # weight of the per-shot colour model (0 = off, the reference)
     max_failure_fraction: float = Field(0.5, ge=0, le=1)
 
 

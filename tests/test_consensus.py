@@ -7,6 +7,7 @@ from scipy.spatial.distance import cdist
 from motionmasks.consensus import (
     DESCRIPTOR_SIZE,
     SUPERPIXEL_METHODS,
+    colour_posterior,
     consensus_voting,
     refine,
     superpixel_descriptors,
@@ -214,6 +215,41 @@ def test_edge_case_clips_give_finite_maps_of_the_input_shape(frames):
     maps = consensus_voting(frames, saliency)
     assert maps.shape == frames.shape[:3] and maps.dtype == np.float32
     assert np.isfinite(maps).all() and maps.min() >= 0 and maps.max() <= 1
+
+
+def test_colour_posterior_is_the_ratio_of_the_shots_foreground_and_background_colour_histograms():
+    red, blue, green = (200, 10, 10), (10, 10, 200), (10, 200, 10)
+    frames = np.array([[[red, red, blue, green]]], np.uint8)  # one frame, one row of 4 pixels
+    soft = np.array([[[1.0, 0.9, 0.0, 0.5]]], np.float32)  # green: neither confident fg nor bg
+    posterior = colour_posterior(frames, soft)
+    fg = {"red": 3 / 514, "other": 1 / 514}  # 2 red pixels + 1 per each of the 512 bins
+    bg = {"blue": 2 / 513, "other": 1 / 513}
+    assert posterior.shape == (1, 1, 4) and posterior.dtype == np.float32
+    assert posterior[0, 0, 0] == posterior[0, 0, 1] == np.float32(fg["red"] / (fg["red"] + bg["other"]))
+    assert posterior[0, 0, 2] == np.float32(fg["other"] / (fg["other"] + bg["blue"]))
+    assert posterior[0, 0, 3] == np.float32(fg["other"] / (fg["other"] + bg["other"]))  # unseen: about 0.5
+
+
+def test_the_appearance_model_pushes_back_moving_background_of_another_colour():
+    """Background of the background's colour moving as much as the object (water, leaves):
+    the votes alone keep some of it; the shot's colour model pushes it under 0.5."""
+    frames, masks = moving_square()
+    saliency = np.zeros(masks.shape, np.float32)
+    strip = np.zeros_like(masks)
+    strip[:, 5:15, 10:80] = True
+    saliency[masks | strip] = 0.8
+    alone = consensus_voting(frames, saliency, n_segments=60, appearance=0.0)
+    blended = consensus_voting(frames, saliency, n_segments=60, appearance=0.3)
+    leak = strip & ~masks
+    assert (alone[leak] >= 0.5).mean() > 0.05 and (blended[leak] >= 0.5).mean() < 0.01
+    assert np.mean([iou(m >= 0.5, g) for m, g in zip(alone, masks)]) < 0.8
+    assert np.mean([iou(m >= 0.5, g) for m, g in zip(blended, masks)]) > 0.95
+
+
+def test_appearance_is_a_weight_in_0_1():
+    frames, _ = moving_square(t=2)
+    with pytest.raises(ValueError, match="appearance must be a weight in"):
+        consensus_voting(frames, np.zeros(frames.shape[:3], np.float32), appearance=1.5)
 
 
 def test_zero_saliency_gives_zero_maps():
