@@ -343,7 +343,11 @@ def cmd_segment(args: argparse.Namespace) -> int:
             print(f"error: {_error_line(source, Exception(problem))}; nothing written for it", file=sys.stderr)
         else:
             jobs.append((source, args.out / name))
-    workers = min(args.workers or os.cpu_count() or 1, max(1, len(jobs)))
+    workers = args.workers or os.cpu_count() or 1
+    if isinstance(segmenter, Path):  # the ConvNet: whole inputs only
+        workers = min(workers, max(1, len(jobs)))
+    elif not jobs or (len(jobs) == 1 and sizes[jobs[0][0]] < 2):
+        workers = 1  # nothing to share
     jobs.sort(key=lambda job: -sizes[job[0]])  # longest first: the workers finish together
     with tqdm(total=total, unit="frame", disable=args.quiet, desc=f"{len(jobs)} input(s)") as bar:
         outcomes: list[tuple[Path, Path, BaseException | None]] = []
@@ -355,6 +359,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
                 except Exception as exc:  # one bad input never stops the others
                     outcomes.append((source, target, exc))
                 _say(*outcomes[-1], bar)
+        elif len(jobs) < workers and not isinstance(segmenter, Path):
+            outcomes = _segment_spread(jobs, segmenter, max_pixels, workers, bar)
         else:
             outcomes = _segment_in_parallel(jobs, segmenter, max_pixels, workers, bar)
     failed += sum(exc is not None for _, _, exc in outcomes)
@@ -368,13 +374,12 @@ def _say(source: Path, target: Path, exc: BaseException | None, bar: Any) -> Non
         bar.write(f"error: {_error_line(source, exc)}; nothing written for it", file=sys.stderr)
 
 
-def _segment_in_parallel(
-    jobs: list[tuple[Path, Path]], segmenter: Any, max_pixels: int, workers: int, bar: Any
-) -> list[tuple[Path, Path, BaseException | None]]:
-    """One input per worker process, one worker per core; one progress bar for the whole job."""
+@contextlib.contextmanager
+def _worker_pool(workers: int, bar: Any) -> Any:
+    """Worker processes (spawned, one OpenCV and BLAS thread each) whose progress reaches ``bar``."""
     import multiprocessing
     import threading
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import ProcessPoolExecutor
 
     for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(variable, "1")  # inherited by the workers before they import numpy
@@ -387,27 +392,81 @@ def _segment_in_parallel(
 
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
-    outcomes: list[tuple[Path, Path, BaseException | None]] = []
     try:
         with ProcessPoolExecutor(
             workers, mp_context=context, initializer=_segment_worker_init, initargs=(queue,)
         ) as pool:
-            futures = {
-                pool.submit(_segment_in_worker, source, target, segmenter, max_pixels): (source, target)
-                for source, target in jobs
-            }
-            for future in as_completed(futures):
-                source, target = futures[future]
-                try:
-                    future.result()
-                    outcomes.append((source, target, None))
-                except Exception as exc:  # a bad input, or a crashed worker: the others go on
-                    outcomes.append((source, target, exc))
-                _say(*outcomes[-1], bar)
+            yield pool
     finally:
         queue.put(None)
         reader.join(timeout=5)
+
+
+def _segment_in_parallel(
+    jobs: list[tuple[Path, Path]], segmenter: Any, max_pixels: int, workers: int, bar: Any
+) -> list[tuple[Path, Path, BaseException | None]]:
+    """Whole inputs on the workers (longest first), one progress bar for the whole job."""
+    from concurrent.futures import as_completed
+
+    outcomes: list[tuple[Path, Path, BaseException | None]] = []
+    with _worker_pool(workers, bar) as pool:
+        futures = {
+            pool.submit(_segment_in_worker, source, target, segmenter, max_pixels): (source, target)
+            for source, target in jobs
+        }
+        for future in as_completed(futures):
+            source, target = futures[future]
+            try:
+                future.result()
+                outcomes.append((source, target, None))
+            except Exception as exc:  # a bad input, or a crashed worker: the others go on
+                outcomes.append((source, target, exc))
+            _say(*outcomes[-1], bar)
     return outcomes
+
+
+def _segment_spread(
+    jobs: list[tuple[Path, Path]], segmenter: Any, max_pixels: int, workers: int, bar: Any
+) -> list[tuple[Path, Path, BaseException | None]]:
+    """Fewer inputs than workers (one long video, say): each input's shots and parts are
+    split into consecutive groups, one per worker (``segment.split_records``; each is
+    segmented on its own, so the masks are those of one process), all written into one
+    temporary folder that replaces the input's output folder only when every group succeeded.
+    An input of one shot part is segmented here, without starting a worker."""
+    from concurrent.futures import wait
+
+    from motionmasks.atomic import atomic_dir
+    from motionmasks.segment import plan_shots, split_records, write_masks
+
+    outcomes: list[tuple[Path, Path, BaseException | None]] = []
+    with contextlib.ExitStack() as stack:
+        pool = None
+        for source, target in jobs:
+            try:
+                groups = split_records(plan_shots(source, source.name, segmenter, max_pixels=max_pixels), workers)
+                with atomic_dir(target) as tmp:
+                    if len(groups) <= 1:
+                        write_masks(source, groups[0] if groups else [], tmp, segmenter, progress=bar.update)
+                    else:
+                        pool = pool or stack.enter_context(_worker_pool(workers, bar))
+                        futures = [
+                            pool.submit(_write_group_in_worker, source, group, tmp, segmenter) for group in groups
+                        ]
+                        wait(futures)  # all of them: none may still be writing once a failure removes the folder
+                        for future in futures:
+                            future.result()  # the first failed group raises: the folder is not swapped in
+                        bar.write(f"{source}: {len(groups)} groups of its shots, one per worker")
+                outcomes.append((source, target, None))
+            except Exception as exc:  # a bad input: nothing of it is written, the others go on
+                outcomes.append((source, target, exc))
+            _say(*outcomes[-1], bar)
+    return outcomes
+
+
+def _write_group_in_worker(source: Path, records: list, folder: Path, segmenter: Any) -> int:
+    from motionmasks.segment import write_masks
+
+    return write_masks(source, records, folder, segmenter, progress=_PROGRESS.put)
 
 
 def _our_scores(path: Path) -> bool:

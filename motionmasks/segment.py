@@ -257,15 +257,54 @@ def write_mask_folder(
     source, target = Path(source), Path(target)
     segmenter = segmenter or Segmenter()
     records = plan_shots(source, source.name, segmenter, max_pixels=max_pixels)
+    with atomic_dir(target) as tmp:
+        return write_masks(source, records, tmp, segmenter, progress=progress)
+
+
+def write_masks(
+    source: str | Path,
+    records: Sequence[ShotRecord],
+    folder: str | Path,
+    segmenter: Segmenter | None = None,
+    *,
+    progress: Callable[[int], Any] | None = None,
+) -> int:
+    """The PNGs of ``records`` (some or all of ``source``'s) into ``folder``, which must exist.
+
+    The part of :func:`write_mask_folder` that several workers can share: each
+    takes a group of records (:func:`split_records`) and writes into the same
+    temporary folder, which the caller swaps into place once all are done.
+    """
+    source, folder = Path(source), Path(folder)
     stem = mask_stems(source)
     written = 0
-    with atomic_dir(target) as tmp:
-        for record, masks in segment_source(records, segmenter):
-            for index, mask in zip(range(record.first, record.last + 1), masks):
-                png = f"{stem(index)}.png"
-                if not cv2.imwrite(str(tmp / png), mask_at_size(mask, record.width, record.height)):
-                    raise OSError(f"could not write {target / png}")
-                written += 1
-                if progress is not None:
-                    progress(1)
+    for record, masks in segment_source(records, segmenter or Segmenter()):
+        for index, mask in zip(range(record.first, record.last + 1), masks):
+            png = f"{stem(index)}.png"
+            if not cv2.imwrite(str(folder / png), mask_at_size(mask, record.width, record.height)):
+                raise OSError(f"could not write {png} (frame {index})")
+            written += 1
+            if progress is not None:
+                progress(1)
     return written
+
+
+def split_records(records: Sequence[ShotRecord], groups: int) -> list[list[ShotRecord]]:
+    """``records`` in at most ``groups`` runs of consecutive records with about equal frame counts.
+
+    Each record (a shot, or a part of a long one) is segmented on its own, so
+    the groups give exactly the masks of the whole; consecutive, so that each
+    worker decodes one stretch of the video. Empty groups are left out.
+    """
+    if groups < 1:
+        raise ValueError(f"groups must be >= 1, got {groups}")
+    ordered = sorted(records, key=lambda r: r.first)
+    total = sum(r.frames for r in ordered)
+    runs: list[list[ShotRecord]] = [[] for _ in range(groups)]
+    done = 0
+    for record in ordered:
+        # the group whose share of the frames this record's middle falls in
+        middle = done + record.frames / 2
+        runs[min(groups - 1, int(middle * groups / max(total, 1)))].append(record)
+        done += record.frames
+    return [run for run in runs if run]

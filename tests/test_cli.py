@@ -90,3 +90,16 @@ def test_segment_with_two_workers_writes_the_same_masks_as_one(clip, tmp_path, m
         one = {p.name: p.read_bytes() for p in (tmp_path / "one" / name).iterdir()}
         two = {p.name: p.read_bytes() for p in (tmp_path / "two" / name).iterdir()}
         assert len(one) == 13 and one == two  # 12 masks + the owner marker, byte for byte
+
+
+def test_one_long_video_is_spread_over_the_workers_with_the_same_masks(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    video = make_video(5, width=96, height=64, shots=3, shot_frames=(12, 12), max_objects=1)
+    write_video(tmp_path / "long.mp4", video.frames, fps=25)
+    args = ["segment", str(tmp_path / "long.mp4"), "--quiet", "--workers"]
+    assert main([*args, "1", "--out", str(tmp_path / "one")]) == 0
+    assert main([*args, "2", "--out", str(tmp_path / "two")]) == 0
+    assert "long.mp4: 2 groups of its shots, one per worker" in capsys.readouterr().out
+    one = {p.name: p.read_bytes() for p in (tmp_path / "one" / "long").iterdir()}
+    two = {p.name: p.read_bytes() for p in (tmp_path / "two" / "long").iterdir()}
+    assert len(one) == 37 and one == two  # 36 masks + the owner marker, byte for byte

@@ -12,8 +12,10 @@ from motionmasks.segment import (
     plan_shots,
     segment_frames,
     segment_source,
+    split_records,
     write_mask_folder,
 )
+from motionmasks.formats import ShotRecord
 from motionmasks.video import VideoError
 
 
@@ -168,3 +170,28 @@ def test_the_segmenter_is_the_same_in_memory_and_from_a_folder(tmp_path):
         np.rint(in_memory * 255).astype(np.uint8),
         np.stack([cv2.resize(m, (128, 96), interpolation=cv2.INTER_LINEAR) for m in masks]),
     )
+
+
+def _parts(*lengths: int) -> list[ShotRecord]:
+    records, first = [], 0
+    for shot, length in enumerate(lengths):
+        records.append(ShotRecord("v", "v.mp4", shot, 0, first, first + length - 1, 25.0, 64, 48, 64, 48, "ok"))
+        first += length
+    return records
+
+
+@pytest.mark.parametrize(
+    ("lengths", "groups", "expected"),
+    [
+        ((10, 10, 10, 10), 2, [[0, 1], [2, 3]]),
+        ((100, 10, 10), 2, [[0], [1, 2]]),
+        ((10, 10, 10), 3, [[0], [1], [2]]),
+        ((30,), 2, [[0]]),  # one part: one group, the other worker has nothing to do
+        ((5, 5, 5), 1, [[0, 1, 2]]),
+        ((), 2, []),
+    ],
+)
+def test_split_records_gives_consecutive_groups_of_about_equal_frames(lengths, groups, expected):
+    records = _parts(*lengths)
+    split = split_records(list(reversed(records)), groups)  # any order in, frame order out
+    assert [[r.shot for r in group] for group in split] == expected
