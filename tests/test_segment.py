@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from clips import iou
 
+from motionmasks.formats import ShotRecord
 from motionmasks.segment import (
     Segmenter,
     decode_parts,
@@ -15,7 +16,6 @@ from motionmasks.segment import (
     split_records,
     write_mask_folder,
 )
-from motionmasks.formats import ShotRecord
 from motionmasks.video import VideoError
 
 
