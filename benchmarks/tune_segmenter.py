@@ -68,7 +68,10 @@ BASELINE = {"wms": BASE.working_max_side, "motion": {}, "consensus": {}, "proto"
 
 
 def key_of(config: dict) -> str:
-    return json.dumps(config, sort_keys=True)
+    """The stored result's key: the overrides and the defaults they override (a run stored
+    before params.yaml changed is not mistaken for one of today's defaults)."""
+    base = {"motion": BASE.motion, "consensus": BASE.consensus, "shots": BASE.shots}
+    return json.dumps({**config, "params.yaml": _hash(base)}, sort_keys=True)
 
 
 def _hash(obj) -> str:
