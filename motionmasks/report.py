@@ -118,7 +118,7 @@ h1 { font-size: 1.5em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2e
 table { border-collapse: collapse; margin: .5em 0 1em; font-size: .9em; }
 th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: left; vertical-align: top; }
 th { background: #f4f4f4; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.ran { color: #0a6; } .failed { color: #c00; font-weight: bold; } .skipped { color: #777; }
+.ran { color: #0a6; } .restored { color: #06a; } .failed { color: #c00; font-weight: bold; } .skipped { color: #777; }
 figure { margin: 1em 0; } figcaption { font-size: .9em; color: #555; }
 .columns { display: grid; grid-template-columns: repeat(4, 1fr); font-size: .85em; color: #555; max-width: 960px; }
 """
@@ -145,6 +145,16 @@ def _cell(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return f'<td class="num">{value}</td>'
     return f"<td>{_esc(value)}</td>"
+
+
+def _outcome_class(outcome: str) -> str:
+    """The stage table's colour: ran, restored (from DVC's run cache: its outputs changed, nothing computed),
+    failed (or not run because an upstream stage failed) or skipped."""
+    if outcome == "ran":
+        return "ran"
+    if outcome.startswith("restored"):
+        return "restored"
+    return "failed" if "fail" in outcome else "skipped"
 
 
 def _table(header: Iterable[str], rows: Iterable[Iterable[Any]], row_classes: Iterable[str] | None = None) -> str:
@@ -268,7 +278,7 @@ def build_report(root: Path, run: dict[str, Any]) -> str:
         "<h2 id='stages'>Stages</h2>",
     ]
     stages = run["stages"]
-    css = [("ran" if s["outcome"] == "ran" else "failed" if "fail" in s["outcome"] else "skipped") for s in stages]
+    css = [_outcome_class(s["outcome"]) for s in stages]
     parts.append(
         _table(
             ["stage", "outcome", "why", "seconds", "items", "failed"],

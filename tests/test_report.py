@@ -115,3 +115,19 @@ def test_a_folder_a_link_or_no_run_is_one_clear_error(project, tmp_path):
     with pytest.raises(ReportError, match="no run recorded yet; `motionmasks run` first"):
         write_report(empty, tmp_path / "r.html")
     assert not (tmp_path / "r.html").exists()
+
+
+@pytest.mark.parametrize(
+    ("outcome", "css"),
+    [
+        ("ran", "ran"),
+        ("restored (run cache)", "restored"),
+        ("skipped (up to date)", "skipped"),
+        ("failed", "failed"),
+        ("not run (upstream failed)", "failed"),
+    ],
+)
+def test_each_stage_outcome_has_its_own_colour_in_the_stage_table(outcome, css):
+    from motionmasks.report import _outcome_class
+
+    assert _outcome_class(outcome) == css
