@@ -83,6 +83,30 @@ def _check_dvc_lock(root: Path) -> None:
     lock.unlock()
 
 
+def _sweep_killed_temporaries(root: Path) -> None:
+    """Remove the temporaries a killed stage left beside (or inside) any stage output.
+
+    A stage sweeps its own when it next runs; but when DVC restores it from its run
+    cache instead (a bare ``dvc repro`` after the kill), none of its code runs, so
+    every ``motionmasks run`` sweeps them all. Only those of processes that are gone.
+    """
+    import yaml
+
+    from motionmasks.atomic import sweep_temporaries
+
+    folders: set[Path] = set()
+    for stage in (yaml.safe_load((root / "dvc.yaml").read_text()) or {}).get("stages", {}).values():
+        for kind in ("outs", "metrics", "plots"):
+            for entry in stage.get(kind, []) or []:
+                path = str(next(iter(entry)) if isinstance(entry, dict) else entry).split("${")[0]
+                output = root / path
+                folders.update({output.parent, output} if path and not path.endswith("/") else {output})
+    for folder in sorted(folders):
+        if folder.is_dir():
+            for leftover in sweep_temporaries(folder):
+                print(f"removed {leftover.relative_to(root)}: left by a run that was killed", file=sys.stderr)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from flows.prefect_api import keep_prefect_state_in
 
@@ -105,6 +129,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         with _run_lock(root):
             _check_dvc_lock(root)
+            _sweep_killed_temporaries(root)
             plan = stage_plan(root, args.stages or None)
             if args.force or any(step["reasons"] for step in plan):
                 with prefect_api(root) as (url, run_server):  # chosen before Prefect is imported

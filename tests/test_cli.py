@@ -1,6 +1,7 @@
 """The `motionmasks` front door: segment and score on tiny real files, help text."""
 
 import json
+import os
 
 import cv2
 import numpy as np
@@ -103,3 +104,30 @@ def test_one_long_video_is_spread_over_the_workers_with_the_same_masks(tmp_path,
     one = {p.name: p.read_bytes() for p in (tmp_path / "one" / "long").iterdir()}
     two = {p.name: p.read_bytes() for p in (tmp_path / "two" / "long").iterdir()}
     assert len(one) == 37 and one == two  # 36 masks + the owner marker, byte for byte
+
+
+def test_motionmasks_run_sweeps_what_a_killed_stage_left_beside_any_output(tmp_path, capsys):
+    """DVC may restore a killed stage from its run cache without running it: then `motionmasks run` sweeps."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from motionmasks.cli import _sweep_killed_temporaries
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)  # a process that has ended
+    stages = {"x": {"cmd": "true", "outs": ["data/x/shards", {"data/x/t.csv": {}}], "metrics": ["m/${item}.json"]}}
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}))
+    (tmp_path / "data/x").mkdir(parents=True)
+    (tmp_path / "m").mkdir()
+    left = [tmp_path / f"data/x/.shards.{pid}.abcdefgh.tmp", tmp_path / f"m/.a.{pid}.abcdefgh.tmp.json"]
+    left[0].mkdir()
+    left[1].write_text("{}")
+    live = tmp_path / f"data/x/.t.{os.getpid()}.abcdefgh.tmp.csv"  # a running writer's: left alone
+    live.write_text("x")
+    mine = tmp_path / "data/x/notes.txt"  # the user's: left alone
+    mine.write_text("x")
+    _sweep_killed_temporaries(tmp_path)
+    assert not any(p.exists() for p in left) and live.exists() and mine.exists()
+    assert capsys.readouterr().err.count("left by a run that was killed") == 2
