@@ -13,8 +13,8 @@ A configuration is ``{"wms": working_max_side, "motion": {...}, "consensus":
 {...}, "proto": {...}}`` where motion/consensus hold overrides of params.yaml.
 ``proto`` holds prototypes that are NOT in the package (defined below):
 ``sal_gamma`` (saliency ** g before voting), ``out_gamma`` (soft ** g after),
-``appearance`` (blend of the votes with a per-shot colour model built from the
-votes). With an empty ``proto`` the package's ``shot_masks`` is called as is.
+``appearance`` (blend of the votes with the per-shot colour model built from the
+votes: since adopted as ``consensus.appearance``). With an empty ``proto`` the package's ``shot_masks`` is called as is.
 
 Frames at the working size and the 8-bit saliency are cached under
 /tmp/tune_segmenter_cache (per motion configuration), so consensus sweeps do
@@ -79,20 +79,6 @@ def _hash(obj) -> str:
 
 
 # ---------------------------------------------------------------- prototypes (not in the package)
-
-
-def _colour_posterior(
-    frames: np.ndarray, soft: np.ndarray, bins: int = 8, hi: float = 0.7, lo: float = 0.3
-) -> np.ndarray:
-    """Per-pixel P(fg | RGB) from one joint colour histogram per shot of the confident fg (> hi) and bg (< lo) pixels."""
-    q = (frames.astype(np.int32) * bins) >> 8
-    index = (q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]
-    fg = np.bincount(index[soft > hi], minlength=bins**3).astype(np.float64) + 1.0
-    bg = np.bincount(index[soft < lo], minlength=bins**3).astype(np.float64) + 1.0
-    fg /= fg.sum()
-    bg /= bg.sum()
-    post = (fg / (fg + bg)).astype(np.float32)
-    return post[index]
 
 
 def _otsu_remap(soft: np.ndarray, span: float, scope: str = "frame") -> np.ndarray:
@@ -166,7 +152,7 @@ def proto_masks(frames: np.ndarray, saliency_u8: np.ndarray, consensus: dict, pr
         offsets = np.concatenate([[0], np.cumsum([len(d) for d in descriptors])])
         votes = C.vote(matrix, np.concatenate(seeds), offsets, iterations=o["iterations"])
         raw = np.stack([votes[offsets[t] : offsets[t + 1]][labels[t]] for t in range(len(frames))])
-        post = _colour_posterior(frames, raw)
+        post = C.colour_posterior(frames, raw)  # the package's model (consensus.appearance)
         a = float(proto["appearance"])
         soft = np.empty_like(raw)
         for t in range(len(frames)):
