@@ -131,3 +131,19 @@ def test_motionmasks_run_sweeps_what_a_killed_stage_left_beside_any_output(tmp_p
     _sweep_killed_temporaries(tmp_path)
     assert not any(p.exists() for p in left) and live.exists() and mine.exists()
     assert capsys.readouterr().err.count("left by a run that was killed") == 2
+
+
+def test_spreading_an_unreadable_input_names_it_and_writes_nothing(tmp_path):
+    from motionmasks.cli import _segment_spread
+    from motionmasks.segment import Segmenter
+
+    class Bar:
+        def update(self, n): ...
+
+        def write(self, text, file=None): ...
+
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"junk" * 100)
+    [(source, target, exc)] = _segment_spread([(broken, tmp_path / "out" / "broken")], Segmenter(), 10**8, 2, Bar())
+    assert source == broken and exc is not None and "broken.mp4" in str(exc)
+    assert not (tmp_path / "out" / "broken").exists()

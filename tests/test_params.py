@@ -89,3 +89,9 @@ def test_the_segmenter_of_the_params_is_the_segmenters_default():
     segmenter = Segmenter.from_params(Params())
     assert segmenter.working_max_side == Segmenter().working_max_side == 256
     assert "working_max_side" not in segmenter.shots and "max_failure_fraction" not in segmenter.motion
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5, "much"])
+def test_an_absurd_appearance_weight_is_named(value):
+    with pytest.raises(ParamsError, match="consensus.appearance"):
+        parse_params({"consensus": {"appearance": value}})
