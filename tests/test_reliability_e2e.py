@@ -238,11 +238,19 @@ def test_outputs_have_ordinary_permissions(project):
     assert (root / "data/motion/shards").stat().st_mode & 0o777 == 0o777 & ~umask
 
 
-def _flow_processes(stage: str) -> list:
+def _flow_processes(stage: str, root: Path) -> list:
+    """The processes running STAGE's flow in the project at ROOT (DVC runs stages in the project folder).
+
+    Only this project's: a test in another pytest worker may be running the same stage elsewhere.
+    """
     import psutil
 
     module = "flows." + stage.partition("@")[0]  # transfer@motion-c3 runs flows.transfer
-    return [proc for proc in psutil.process_iter(["cmdline"]) if module in (proc.info["cmdline"] or [])]
+    found = []
+    for proc in psutil.process_iter(["cmdline", "cwd"]):
+        if module in (proc.info["cmdline"] or []) and proc.info["cwd"] and Path(proc.info["cwd"]) == root.resolve():
+            found.append(proc)
+    return found
 
 
 def _has_workers(processes: list) -> bool:
@@ -270,7 +278,7 @@ def _kill_mid_stage(root: Path, stage: str) -> str:
         while not trigger and time.monotonic() < deadline and process.poll() is None:
             if _temporaries(root):
                 trigger = "temporary written"
-            flows = _flow_processes(stage)
+            flows = _flow_processes(stage, root)
             if flows:
                 started = started or time.monotonic()
                 if _has_workers(flows):
@@ -350,7 +358,7 @@ def test_killing_only_the_run_process_leaves_no_stage_writing(project):
     deadline = time.monotonic() + 120
     stage = []
     while not stage and time.monotonic() < deadline and run.poll() is None:
-        stage = _flow_processes("consensus")
+        stage = _flow_processes("consensus", root)
         time.sleep(0.05)
     assert stage, "the consensus stage never started"
     time.sleep(0.5)
@@ -358,7 +366,7 @@ def test_killing_only_the_run_process_leaves_no_stage_writing(project):
     run.wait()
     gone, alive = psutil.wait_procs(stage, timeout=10)
     assert not alive, f"stage processes outlived the run: {alive}"
-    assert not _flow_processes("consensus")
+    assert not _flow_processes("consensus", root)
     _sh([sys.executable, "-m", "dvc", "repro"], root)
     assert _temporaries(root) == [] and _lock_outs(root) == reference
 
