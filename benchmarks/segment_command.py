@@ -11,9 +11,10 @@ masks, PNG writing all counted), timed wall-clock. Peak memory per worker is the
 resident set of any process of the run (getrusage of the children). The masks of the
 2-worker run are scored with `motionmasks score` against the sets' ground truth.
 
-Which set chose what: the consensus defaults window, per_frame and iterations were chosen
-on davis2016-train (benchmarks/tune_segmenter.py); the other defaults come from the first
-session, which looked at davis2016-dev. Train is the tuning set here, dev the validation set.
+Which set chose what: the consensus defaults per_frame, iterations, appearance, n_segments,
+window and dims were chosen on davis2016-train (benchmarks/tune_segmenter.py,
+benchmarks/segmenter_levers.py); the other defaults come from the first session, which
+looked at davis2016-dev. Train is the tuning set here, dev the validation set.
 
 Run: ``.venv/bin/python benchmarks/segment_command.py`` (needs ../shared). Writes
 benchmarks/results/segment_command.json and prints the tables.
@@ -96,7 +97,7 @@ def main() -> None:
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
         "load_average_before": os.getloadavg(),
-        "note": "consensus window/per_frame/iterations chosen on davis2016-train; other defaults by the first session on davis2016-dev",
+        "note": "consensus per_frame/iterations/appearance/n_segments/window/dims chosen on davis2016-train; other defaults by the first session on davis2016-dev",
         "speed": {},
         "quality": {},
     }

@@ -298,8 +298,9 @@ def transition_matrix(
         None: exact neighbours and distances. An int: both are computed on
         the descriptors projected onto their first ``dims`` principal axes
         (over the shot): a cheaper matrix product, but the selection costs
-        the same (measured at ``dims=48``: 2.2 instead of 4.1 ms per frame,
-        80 % of the exact links kept, DAVIS J at 0.7 4 points lower).
+        the same. On DAVIS-2016 train (with ``consensus_voting``'s other
+        defaults) 64 and 56 beat the exact search, 48 and 32 lost J
+        (``benchmarks/results/segmenter_levers.json``).
 
     Returns
     -------
@@ -519,14 +520,14 @@ def consensus_voting(
     saliency: np.ndarray,
     *,
     working_max_side: int | None = 256,
-    n_segments: int = 300,
+    n_segments: int = 400,
     compactness: float = 10.0,
     sigma: float = 5.0,
     method: str = "seeds",
-    window: int = 30,
+    window: int = 10,
     per_frame: int = 2,
     bandwidth: float = 0.1,
-    dims: int | None = None,
+    dims: int | None = 64,
     iterations: int = 100,
     refine_radius: int = 8,
     refine_eps: float = 1e-4,
@@ -558,17 +559,21 @@ def consensus_voting(
         descriptor patch are in pixels of this resolution. 256 keeps DAVIS
         quality (J) of 320 at about half the cost.
     n_segments : int
-        Superpixels asked for per frame at the working size (SEEDS gives
-        about 220 for 300 at 256x144). 300: the same J as 400 (*ref*, on the
-        full frame) with a 2.5x cheaper graph.
+        Superpixels asked for per frame at the working size (SEEDS snaps it
+        to its block grid: 300 gives about 220 at 256x144, 400 and 500 the
+        same finer grid).
     compactness, sigma, method : see :func:`superpixels`.
     window, bandwidth, dims : see :func:`transition_matrix`.
     per_frame : int
         Neighbours per frame of the window (*ref* 2).
     iterations : see :func:`vote` (*ref* 50).
 
-    ``window`` (*ref* 15), ``per_frame`` and ``iterations`` were chosen on
-    the 30 DAVIS-2016 train sequences (``benchmarks/tune_segmenter.py``).
+    ``per_frame`` and ``iterations`` were chosen on the 30 DAVIS-2016 train
+    sequences (``benchmarks/tune_segmenter.py``), then ``n_segments`` 400,
+    ``window`` 10 (*ref* 15) and ``dims`` 64 together, with the colour model
+    on (``benchmarks/segmenter_levers.py``): train J@0.5 0.689 -> 0.707
+    with a cheaper graph. The 64-d projection denoises the descriptors: 64
+    beat the exact 176-d search at every window tried, 48 lost 0.02.
     refine_radius, refine_eps : see :func:`refine`.
     blob_threshold, blob_ratio : see :func:`suppress_small_blobs`.
     appearance : float in [0, 1]

@@ -121,14 +121,14 @@ class MotionParams(_Group):
 class ConsensusParams(_Group):
     """Superpixels, descriptors and non-local consensus voting (consensus_voting's arguments)."""
 
-    n_segments: int = Field(300, ge=1)  # superpixels per frame (ref 400)
+    n_segments: int = Field(400, ge=1)  # superpixels asked per frame (ref 400)
     compactness: float = Field(10.0, gt=0)  # SLIC only
     sigma: float = Field(5.0, ge=0)  # SLIC pre-smoothing
     method: Literal["seeds", "slic", "slic-cv", "slico"] = "seeds"  # SEEDS measured ~10x faster than skimage SLIC
-    window: int = Field(30, ge=0)  # neighbours searched in frames t-30..t+30 (ref F = 15)
+    window: int = Field(10, ge=0)  # neighbours searched in frames t-10..t+10 (ref F = 15)
     per_frame: int = Field(2, ge=1)  # nearest neighbours taken in each frame of the window (ref L = 2)
     bandwidth: float = Field(0.1, gt=0)  # ref: weights exp(-d^2 / 0.1)
-    dims: int | None = Field(None, ge=1)  # PCA of descriptors before the search; null = exact 176-d
+    dims: int | None = Field(64, ge=1)  # PCA of descriptors before the search; null = exact 176-d
     iterations: int = Field(100, ge=0)  # v <- P v, 100 times (ref 50)
     refine_radius: int = Field(8, ge=0)  # guided-filter radius (px at working size); 0 = off
     refine_eps: float = Field(1e-4, gt=0)
