@@ -5,7 +5,8 @@ Each argument after the split is a JSON configuration of overrides, as in
 ``tune_segmenter.py`` (``{"consensus": {"appearance": 0.0}}``, ``{"proto": {...}}``).
 Two more levers, by environment variable, for the colour model and GrabCut:
 
-    CP='{"bins": 16}'   colour_posterior's keyword arguments (bins, high, low)
+    CP='{"high": 0.9}'  colour_posterior's keyword arguments high and low (its bins are
+                        consensus.appearance_bins now: {"consensus": {"appearance_bins": 16}})
     GC='{"w": 0.5}'     GrabCut per frame after refinement, blended with weight w
 
 Prints one line per configuration (means at 0.4 / 0.5 / 0.7, precision and recall at

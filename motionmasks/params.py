@@ -125,7 +125,7 @@ class ConsensusParams(_Group):
     compactness: float = Field(10.0, gt=0)  # SLIC only
     sigma: float = Field(5.0, ge=0)  # SLIC pre-smoothing
     method: Literal["seeds", "slic", "slic-cv", "slico"] = "seeds"  # SEEDS measured ~10x faster than skimage SLIC
-    window: int = Field(10, ge=0)  # neighbours searched in frames t-10..t+10 (ref F = 15)
+    window: int = Field(7, ge=0)  # neighbours searched in frames t-7..t+7 (ref F = 15)
     per_frame: int = Field(2, ge=1)  # nearest neighbours taken in each frame of the window (ref L = 2)
     bandwidth: float = Field(0.1, gt=0)  # ref: weights exp(-d^2 / 0.1)
     dims: int | None = Field(64, ge=1)  # PCA of descriptors before the search; null = exact 176-d
@@ -134,7 +134,8 @@ class ConsensusParams(_Group):
     refine_eps: float = Field(1e-4, gt=0)
     blob_threshold: float = Field(0.7, ge=0, le=1)  # ref: blobs above 0.7 ...
     blob_ratio: float = Field(0.6, ge=0, le=1)  # ... smaller than 0.6 x the largest are pushed under 0.7
-    appearance: float = Field(0.3, ge=0, le=1)  # weight of the per-shot colour model (0 = off, the reference)
+    appearance: float = Field(0.4, ge=0, le=1)  # weight of the per-shot colour model (0 = off, the reference)
+    appearance_bins: int = Field(32, ge=1, le=256)  # its histogram bins per RGB channel
     max_failure_fraction: float = Field(0.5, ge=0, le=1)
 
 

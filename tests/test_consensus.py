@@ -221,7 +221,7 @@ def test_colour_posterior_is_the_ratio_of_the_shots_foreground_and_background_co
     red, blue, green = (200, 10, 10), (10, 10, 200), (10, 200, 10)
     frames = np.array([[[red, red, blue, green]]], np.uint8)  # one frame, one row of 4 pixels
     soft = np.array([[[1.0, 0.9, 0.0, 0.5]]], np.float32)  # green: neither confident fg nor bg
-    posterior = colour_posterior(frames, soft)
+    posterior = colour_posterior(frames, soft, bins=8)
     fg = {"red": 3 / 514, "other": 1 / 514}  # 2 red pixels + 1 per each of the 512 bins
     bg = {"blue": 2 / 513, "other": 1 / 513}
     assert posterior.shape == (1, 1, 4) and posterior.dtype == np.float32
@@ -250,6 +250,8 @@ def test_appearance_is_a_weight_in_0_1():
     frames, _ = moving_square(t=2)
     with pytest.raises(ValueError, match="appearance must be a weight in"):
         consensus_voting(frames, np.zeros(frames.shape[:3], np.float32), appearance=1.5)
+    with pytest.raises(ValueError, match="appearance_bins must be in 1..256"):
+        consensus_voting(frames, np.zeros(frames.shape[:3], np.float32), appearance_bins=0)
 
 
 def test_zero_saliency_gives_zero_maps():
