@@ -97,7 +97,10 @@ def main() -> None:
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
         "load_average_before": os.getloadavg(),
-        "note": "consensus per_frame/iterations/appearance/n_segments/window/dims chosen on davis2016-train; other defaults by the first session on davis2016-dev",
+        "note": (
+            "consensus per_frame/iterations/appearance/n_segments/window/dims chosen on davis2016-train; "
+            "other defaults by the first session on davis2016-dev"
+        ),
         "speed": {},
         "quality": {},
     }
