@@ -9,7 +9,7 @@ the value given and what is allowed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -24,6 +24,18 @@ class ParamsError(ValueError):
 class _Group(BaseModel):
     # inf and nan are no sensible value of any knob here (an infinite timeout hangs a worker for ever)
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_true_or_false_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        """pydantic reads ``true`` as 1 for a number, and YAML reads yes/no/on/off as true/false:
+        a typo would silently become 1 or 0 (one colour bin, one worker, no retries)."""
+        if isinstance(value, bool) and info.field_name is not None:
+            annotation = cls.model_fields[info.field_name].annotation
+            accepted = {annotation, *get_args(annotation)}
+            if bool not in accepted and accepted & {int, float}:
+                raise ValueError("needs a number, not true/false (YAML also reads yes, no, on and off so)")
+        return value
 
 
 class CorpusParams(_Group):

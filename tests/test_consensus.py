@@ -264,3 +264,10 @@ def test_voting_rejects_a_saliency_of_another_size():
     frames, _ = moving_square(t=2)
     with pytest.raises(ValueError, match="saliency shape"):
         consensus_voting(frames, np.zeros((2, 10, 10), np.float32))
+
+
+@pytest.mark.parametrize(("asked", "made"), [(300, 216), (400, 350), (500, 350), (600, 576)])
+def test_seeds_snaps_the_superpixel_count_to_its_block_grid_at_the_working_size(asked, made):
+    """The documented counts behind consensus.n_segments (400 -> 350 at 256x144, the working size of 16:9 video)."""
+    frame = textured(144, 256)
+    assert superpixels(frame, n_segments=asked, method="seeds").max() + 1 == made

@@ -101,3 +101,17 @@ def test_an_absurd_appearance_weight_is_named(value):
 def test_an_absurd_colour_model_bin_count_is_named(value):
     with pytest.raises(ParamsError, match="consensus.appearance_bins"):
         parse_params({"consensus": {"appearance_bins": value}})
+
+
+@pytest.mark.parametrize(
+    ("group", "key", "value"),
+    [("consensus", "appearance_bins", True), ("consensus", "appearance", False), ("runtime", "workers", True)],
+)
+def test_true_or_false_for_a_number_is_named_not_read_as_1_or_0(group, key, value):
+    """YAML reads yes/no/on/off as booleans, and pydantic would read true as 1: a silent typo."""
+    with pytest.raises(ParamsError, match=rf"{group}\.{key}: needs a number, not true/false"):
+        parse_params({group: {key: value}})
+
+
+def test_a_boolean_knob_still_takes_true_or_false():
+    assert parse_params({"prune": {"drop_unreliable": False}}).prune.drop_unreliable is False
