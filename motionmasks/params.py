@@ -147,7 +147,7 @@ class ConsensusParams(_Group):
     blob_threshold: float = Field(0.7, ge=0, le=1)  # ref: blobs above 0.7 ...
     blob_ratio: float = Field(0.6, ge=0, le=1)  # ... smaller than 0.6 x the largest are pushed under 0.7
     appearance: float = Field(0.4, ge=0, le=1)  # weight of the per-shot colour model (0 = off, the reference)
-    appearance_bins: int = Field(32, ge=1, le=256)  # its histogram bins per RGB channel
+    appearance_bins: int = Field(32, ge=1, le=128)  # its histogram bins per RGB channel (128^3: 32 MB of histograms)
     max_failure_fraction: float = Field(0.5, ge=0, le=1)
 
 

@@ -97,7 +97,7 @@ def test_an_absurd_appearance_weight_is_named(value):
         parse_params({"consensus": {"appearance": value}})
 
 
-@pytest.mark.parametrize("value", [0, 257, 8.5])
+@pytest.mark.parametrize("value", [0, 129, 256, 8.5])
 def test_an_absurd_colour_model_bin_count_is_named(value):
     with pytest.raises(ParamsError, match="consensus.appearance_bins"):
         parse_params({"consensus": {"appearance_bins": value}})
